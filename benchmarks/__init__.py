@@ -1,0 +1,1 @@
+"""Benchmarks of paralleltask against its peers; run ``python benchmarks/run.py``."""

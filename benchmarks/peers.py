@@ -1,0 +1,267 @@
+"""The peers: one small adapter per way of running the same task calls.
+
+Every peer answers the same three questions:
+
+- ``run_all(func, calls)``: submit every call, then collect every result (in call order);
+- ``round_trips(func, calls)``: one call at a time, each waited for before the next;
+  returns the results and the seconds each call took;
+- ``fresh_process_script(loops)``: Python source that imports the library, starts its pool
+  and runs two ``cpu_burn`` tasks, printing their results (``None``: not applicable).
+
+Pools are created once, warmed, and kept for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from time import perf_counter
+from typing import Any
+
+from benchmarks import workloads
+
+Call = tuple  # the positional arguments of one task call
+CPU_COUNT = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+TASK_FUNCTIONS: tuple[Callable, ...] = (
+    workloads.identity,
+    workloads.cpu_burn,
+    workloads.count_words_and_bigrams,
+)
+
+_PRINT_TWO_BURNS = "print([cpu_burn(1, {loops}), cpu_burn(2, {loops})])"
+
+
+def expected_fresh_process_output(loops: int) -> str:
+    """What every peer's fresh-process script must print."""
+    return str([workloads.cpu_burn(1, loops), workloads.cpu_burn(2, loops)])
+
+
+def _script(source: str, loops: int) -> str:
+    preamble = "from benchmarks.workloads import cpu_burn\n"
+    return preamble + textwrap.dedent(source).format(loops=loops)
+
+
+class Peer:
+    """Base class: the serial peer's behaviour is the reference for every other one."""
+
+    name = "?"
+
+    def start(self) -> None:
+        """Create and warm the pool (blocks until its workers answer)."""
+
+    def run_all(self, func: Callable, calls: Sequence[Call]) -> list:
+        raise NotImplementedError
+
+    def round_trips(self, func: Callable, calls: Sequence[Call]) -> tuple[list, list[float]]:
+        results, seconds = [], []
+        for call in calls:
+            started = perf_counter()
+            results.append(self.run_one(func, call))
+            seconds.append(perf_counter() - started)
+        return results, seconds
+
+    def run_one(self, func: Callable, call: Call) -> Any:
+        raise NotImplementedError
+
+    def fresh_process_script(self, loops: int) -> str | None:
+        return None
+
+    def close(self) -> None:
+        """Shut the pool down."""
+
+
+class SerialPeer(Peer):
+    """A plain loop in this process."""
+
+    name = "serial"
+
+    def run_all(self, func, calls):
+        return [func(*call) for call in calls]
+
+    def run_one(self, func, call):
+        return func(*call)
+
+
+class _ExecutorPeer(Peer):
+    """A ``concurrent.futures``-style executor, held once: ``submit`` then ``result``."""
+
+    executor: Any = None
+
+    def start(self):
+        self.executor = self._make_executor()
+        self.run_all(workloads.identity, [(i,) for i in range(4 * CPU_COUNT)])
+
+    def _make_executor(self):
+        raise NotImplementedError
+
+    def run_all(self, func, calls):
+        futures = [self.executor.submit(func, *call) for call in calls]
+        return [future.result() for future in futures]
+
+    def run_one(self, func, call):
+        return self.executor.submit(func, *call).result()
+
+    def close(self):
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+
+class StdlibProcessPoolPeer(_ExecutorPeer):
+    """``concurrent.futures.ProcessPoolExecutor`` with the platform's default start method."""
+
+    name = "stdlib PPE"
+
+    def _make_executor(self):
+        return ProcessPoolExecutor(max_workers=CPU_COUNT)
+
+    def fresh_process_script(self, loops):
+        source = """
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor() as executor:
+            futures = [executor.submit(cpu_burn, seed, {loops}) for seed in (1, 2)]
+            print([future.result() for future in futures])
+        """
+        return _script(source, loops)
+
+
+class LokyPeer(_ExecutorPeer):
+    """``loky.get_reusable_executor()``, fetched once from one thread and kept (no idle timeout)."""
+
+    name = "loky"
+
+    def _make_executor(self):
+        from loky import get_reusable_executor
+
+        return get_reusable_executor(max_workers=CPU_COUNT, timeout=None)
+
+    def fresh_process_script(self, loops):
+        source = """
+        from loky import get_reusable_executor
+        executor = get_reusable_executor()
+        futures = [executor.submit(cpu_burn, seed, {loops}) for seed in (1, 2)]
+        print([future.result() for future in futures])
+        """
+        return _script(source, loops)
+
+
+class JoblibPeer(Peer):
+    """``joblib.Parallel(n_jobs=-1)`` on its loky backend, one ``Parallel`` kept open (reused)."""
+
+    name = "joblib"
+
+    def __init__(self):
+        self._parallel = None
+
+    def start(self):
+        from joblib import Parallel
+
+        self._parallel = Parallel(n_jobs=-1, backend="loky")
+        self._parallel.__enter__()
+        self.run_all(workloads.identity, [(i,) for i in range(4 * CPU_COUNT)])
+
+    def run_all(self, func, calls):
+        from joblib import delayed
+
+        return self._parallel(delayed(func)(*call) for call in calls)
+
+    def run_one(self, func, call):
+        return self.run_all(func, [call])[0]
+
+    def fresh_process_script(self, loops):
+        source = """
+        from joblib import Parallel, delayed
+        print(Parallel(n_jobs=-1)(delayed(cpu_burn)(seed, {loops}) for seed in (1, 2)))
+        """
+        return _script(source, loops)
+
+    def close(self):
+        if self._parallel is not None:
+            self._parallel.__exit__(None, None, None)
+
+
+class FunctionalApiPeer(Peer):
+    """``@task`` / ``@entrypoint`` (LangGraph's functional API, or a library mirroring it).
+
+    Two entrypoints are built once: one submits every call then collects every future, the
+    other times each task call (call → ``.result()``) inside the entrypoint body.
+    ``pool_class`` names the API's executor class whose ``start()`` warms its pool, if any.
+    """
+
+    def __init__(self, name: str, api: Any, pool_class: str | None = None):
+        self.name = name
+        self._api = api
+        self._pool_class = pool_class
+        tasks = {func.__name__: api.task(func) for func in TASK_FUNCTIONS}
+
+        @api.entrypoint()
+        def submit_all_then_collect(job):
+            func_name, calls = job
+            futures = [tasks[func_name](*call) for call in calls]
+            return [future.result() for future in futures]
+
+        @api.entrypoint()
+        def one_call_at_a_time(job):
+            func_name, calls = job
+            results, seconds = [], []
+            for call in calls:
+                started = perf_counter()
+                results.append(tasks[func_name](*call).result())
+                seconds.append(perf_counter() - started)
+            return results, seconds
+
+        self._submit_all = submit_all_then_collect
+        self._one_at_a_time = one_call_at_a_time
+
+    def start(self):
+        if self._pool_class:
+            getattr(self._api, self._pool_class)().start()
+        self.run_all(workloads.identity, [(i,) for i in range(4 * CPU_COUNT)])
+
+    def run_all(self, func, calls):
+        return self._submit_all.invoke((func.__name__, list(calls)))
+
+    def round_trips(self, func, calls):
+        return self._one_at_a_time.invoke((func.__name__, list(calls)))
+
+    def fresh_process_script(self, loops):
+        pool_start = f"api.{self._pool_class}().start()" if self._pool_class else ""
+        source = f"""
+        import {self._api.__name__} as api
+        {pool_start}
+        burn = api.task(cpu_burn)
+
+        @api.entrypoint()
+        def main(seeds):
+            return [future.result() for future in [burn(seed, {{loops}}) for seed in seeds]]
+
+        print(main.invoke([1, 2]))
+        """
+        return _script(source, loops)
+
+
+def langgraph_peer() -> Peer:
+    """LangGraph's own functional API: task calls run in threads of this process."""
+    import langgraph.func
+
+    return FunctionalApiPeer("LangGraph", langgraph.func)
+
+
+def paralleltask_peer() -> Peer:
+    """paralleltask: the same API, task calls on its process-wide warm process pool."""
+    import paralleltask
+
+    return FunctionalApiPeer("paralleltask", paralleltask, pool_class="ProcessExecutor")
+
+
+PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (
+    ("serial", SerialPeer),
+    # The stdlib pool forks: create it first, while this process has the fewest threads.
+    ("stdlib PPE", StdlibProcessPoolPeer),
+    ("loky", LokyPeer),
+    ("joblib", JoblibPeer),
+    ("LangGraph", langgraph_peer),
+    ("paralleltask", paralleltask_peer),
+)

@@ -1,0 +1,367 @@
+"""Benchmark paralleltask against its peers: one command, one markdown table.
+
+    python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
+
+Peers (each pool created once, warmed, and kept for the whole session):
+
+- serial        a plain loop in this process: the reference every result is checked against;
+- LangGraph     ``langgraph.func`` ``@task``/``@entrypoint`` (task calls run in threads);
+- loky          ``loky.get_reusable_executor()`` fetched once and kept, ``submit`` + ``result``;
+- stdlib PPE    ``concurrent.futures.ProcessPoolExecutor``, held once, warm;
+- joblib        one ``Parallel(n_jobs=-1)`` on the loky backend, kept open and reused;
+- paralleltask  the same ``@task``/``@entrypoint`` program as LangGraph's, on paralleltask's
+                process-wide warm process pool (skipped, with the reason, if it won't import).
+
+Workloads (task functions in ``benchmarks/workloads.py``: pure Python, deterministic):
+
+- W1   16 calls of ~100 ms pure-Python CPU (loop count calibrated once per session):
+       speed-up vs serial. Bar for paralleltask: ≥ 1.9x on 2 cores.
+- W2   N identity calls, N = 1000 and 5000, all submitted then all collected: µs per call
+       (the executor's own per-call cost) and flatness = per-call(5000) / per-call(1000),
+       ~1.0 when the cost per call does not grow with the number of calls in flight.
+       Bar: ≤ 100 µs per call and flat (≤ 1.25).
+- W3   400 calls of ~5 ms CPU: speed-up vs serial (per-call overhead at medium grain).
+- W5   one identity call at a time on a warm pool: the median round trip of 200 calls
+       (per round), and its ratio to the stdlib pool's and loky's. Bar: ≤ 300 µs.
+- W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
+       wall time of the whole subprocess, and its ratio to the stdlib pool's, loky's and
+       LangGraph's (serial: —).
+- Map  word and word-pair (bigram) counts of 64 chunks of 500 kB of seeded random text
+       (Zipf over a 4 000-word vocabulary), one task per chunk, ``Counter`` reduce in the
+       parent: speed-up vs serial. The note under its table gives the Amdahl ceiling that
+       the parent's reduce leaves.
+
+How it measures: each round runs every peer once on every workload, the peer order rotated
+by one each round; ratios between peers are computed WITHIN a round (so a slow moment of the
+machine hits both sides), then the median over rounds (7 by default) is reported, with
+the min-max over rounds beside it. Every peer's result is checked equal to the serial
+peer's; a wrong result, an exception or a hang shows as "✗ …" in its cell instead of a
+number, with the reason under "Problems". A measurement that takes longer than the
+deadline is declared hung: every thread's traceback is printed and the peer is dropped.
+
+How to read the table: speed-up columns are serial / peer (higher is better; 2 cores cap
+them at ~2x); "÷ X" columns are peer / X (below 1.00x means faster than X); µs and s
+columns are medians of absolute values, secondary to the ratios. "—": not applicable.
+``--quick`` shrinks every workload and runs 3 rounds: a smoke test, not a measurement.
+Raw per-round metrics go to ``benchmarks/_out/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import faulthandler
+import json
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+)
+
+from benchmarks import workloads
+from benchmarks.peers import CPU_COUNT, PEER_FACTORIES, Peer
+from benchmarks.report import Failure, Session, render
+from benchmarks.suite import (
+    REPO_ROOT,
+    Bar,
+    BatchSpeedup,
+    FreshProcess,
+    MapReduceSpeedup,
+    PerCallOverhead,
+    RoundTrip,
+    Workload,
+    WrongResult,
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    w1_calls: int = 16
+    w1_seconds: float = 0.100
+    w2_counts: tuple[int, int] = (1000, 5000)
+    w3_calls: int = 400
+    w3_seconds: float = 0.005
+    w5_calls: int = 200
+    map_chunks: int = 64
+    map_chunk_bytes: int = 500_000
+    deadline_s: float = 300.0
+
+    def describe(self) -> str:
+        return (
+            f"W1 {self.w1_calls}x{self.w1_seconds * 1e3:.0f} ms, W2 N={self.w2_counts}, "
+            f"W3 {self.w3_calls}x{self.w3_seconds * 1e3:.0f} ms, W5 {self.w5_calls} calls, "
+            f"Map {self.map_chunks}x{self.map_chunk_bytes // 1000} kB, {self.rounds} rounds"
+        )
+
+
+FULL = Sizes(rounds=7)
+QUICK = Sizes(
+    rounds=3,
+    w1_calls=8,
+    w1_seconds=0.050,
+    w2_counts=(200, 1000),
+    w3_calls=100,
+    w5_calls=50,
+    map_chunks=16,
+    map_chunk_bytes=200_000,
+    deadline_s=120.0,
+)
+W7_LOOPS = 10_000  # ~1 ms per task: W7 measures start-up, not work
+
+
+class PeerHung(Exception):
+    """A measurement overran its deadline."""
+
+
+class BenchThread:
+    """Runs every peer action on ONE long-lived thread, with a deadline.
+
+    One thread, because loky's (and so joblib's) reusable executor is thread-local; a thread
+    other than the main one, so that a hung peer cannot hang the harness.
+    """
+
+    def __init__(self):
+        self._jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._serve, name="bench", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            job, answer = self._jobs.get()
+            try:
+                answer.put((True, job()))
+            except BaseException as error:  # handed to the caller, who decides
+                answer.put((False, error))
+
+    def call(self, job: Callable, deadline_s: float):
+        answer: queue.Queue = queue.Queue()
+        self._jobs.put((job, answer))
+        try:
+            ok, value = answer.get(timeout=deadline_s)
+        except queue.Empty:
+            print(f"\n*** hung for {deadline_s:.0f} s; every thread's stack:", file=sys.stderr)
+            faulthandler.dump_traceback(all_threads=True)
+            raise PeerHung(f"no answer within {deadline_s:.0f} s") from None
+        if not ok:
+            raise value
+        return value
+
+
+def build_suite(sizes: Sizes) -> list[Workload]:
+    loops_100ms = workloads.calibrate_loops(0.100)
+    w1_loops = round(loops_100ms * sizes.w1_seconds / 0.100)
+    w3_loops = round(loops_100ms * sizes.w3_seconds / 0.100)
+    print(f"calibrated: cpu_burn loops per 100 ms = {loops_100ms}", flush=True)
+    chunks = workloads.make_text_chunks(sizes.map_chunks, sizes.map_chunk_bytes)
+    return [
+        BatchSpeedup(
+            "W1",
+            f"{sizes.w1_calls} calls x ~{sizes.w1_seconds * 1e3:.0f} ms CPU",
+            workloads.cpu_burn,
+            [(seed, w1_loops) for seed in range(sizes.w1_calls)],
+            bar=Bar("≥", 1.9),
+        ),
+        PerCallOverhead(sizes.w2_counts),
+        BatchSpeedup(
+            "W3",
+            f"{sizes.w3_calls} calls x ~{sizes.w3_seconds * 1e3:.0f} ms CPU",
+            workloads.cpu_burn,
+            [(seed, w3_loops) for seed in range(sizes.w3_calls)],
+        ),
+        RoundTrip(sizes.w5_calls),
+        FreshProcess(W7_LOOPS, timeout_s=min(120.0, sizes.deadline_s)),
+        MapReduceSpeedup(
+            "Map",
+            f"word + bigram counts of {sizes.map_chunks} chunks x "
+            f"{sizes.map_chunk_bytes // 1000} kB, Counter reduce in the parent",
+            chunks,
+        ),
+    ]
+
+
+def start_peers(bench: BenchThread, deadline_s: float) -> tuple[list[Peer], dict[str, str]]:
+    started, skipped = [], {}
+    for name, factory in PEER_FACTORIES:
+        try:
+            peer = bench.call(factory, deadline_s)
+            bench.call(peer.start, deadline_s)
+        except Exception as error:
+            skipped[name] = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+            print(f"skipping {name}: {skipped[name]}", flush=True)
+            traceback.print_exception(error, file=sys.stderr)
+            continue
+        print(f"started {name}", flush=True)
+        started.append(peer)
+    return started, skipped
+
+
+def warm_up(bench: BenchThread, peers: list[Peer], deadline_s: float) -> None:
+    """Import the task functions in every worker before anything is timed."""
+    tiny_calls = {
+        workloads.identity: [(i,) for i in range(4 * CPU_COUNT)],
+        workloads.cpu_burn: [(i, 1000) for i in range(4 * CPU_COUNT)],
+        workloads.count_words_and_bigrams: [("a b c",)] * (4 * CPU_COUNT),
+    }
+    for peer in peers:
+        for func, calls in tiny_calls.items():
+            bench.call(lambda peer=peer, f=func, c=calls: peer.run_all(f, c), deadline_s)
+
+
+class Rounds:
+    """Runs the rounds and keeps what each measurement gave."""
+
+    def __init__(self, bench: BenchThread, peers: list[Peer], suite: list[Workload], sizes):
+        self.bench, self.peers, self.suite, self.sizes = bench, peers, suite, sizes
+        self.history: list[dict[str, dict]] = []
+        self.failures: dict[tuple[str, str], Failure] = {}
+        self.not_applicable = {(w.key, p.name) for w in suite for p in peers if not w.applies_to(p)}
+        self.hung: set[str] = set()
+
+    def run(self) -> None:
+        for number in range(self.sizes.rounds):
+            started = time.perf_counter()
+            shift = number % len(self.peers)
+            order = self.peers[shift:] + self.peers[:shift]
+            self.history.append({w.key: self._run_workload(w, order) for w in self.suite})
+            took = time.perf_counter() - started
+            print(f"round {number + 1}/{self.sizes.rounds} done in {took:.0f} s", flush=True)
+
+    def _run_workload(self, workload: Workload, order: list[Peer]) -> dict:
+        metrics = {}
+        for peer in order:
+            if (workload.key, peer.name) in self.not_applicable | set(self.failures):
+                continue
+            if peer.name in self.hung:
+                self.failures[workload.key, peer.name] = Failure("hung", "dropped after a hang")
+                continue
+            outcome = self._measure(workload, peer)
+            if isinstance(outcome, Failure):
+                self.failures[workload.key, peer.name] = outcome
+            else:
+                metrics[peer.name] = outcome
+        return metrics
+
+    def _measure(self, workload: Workload, peer: Peer):
+        try:
+            return self.bench.call(lambda: workload.measure(peer), self.sizes.deadline_s)
+        except PeerHung as error:
+            self.hung.add(peer.name)
+            self.bench = BenchThread()  # the old thread is stuck in the hung peer
+            return Failure("hung", str(error))
+        except WrongResult as error:
+            print(f"WRONG RESULT: {peer.name} on {workload.key}: {error}", file=sys.stderr)
+            return Failure("wrong result", str(error))
+        except Exception as error:
+            print(f"ERROR: {peer.name} on {workload.key}:", file=sys.stderr)
+            traceback.print_exception(error, file=sys.stderr)
+            return Failure("error", "".join(traceback.format_exception_only(error)))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_description(command: str) -> dict[str, str]:
+    versions = ", ".join(
+        f"{name} {package_version(name)}"
+        for name in ("paralleltask", "langgraph", "loky", "cloudpickle", "joblib")
+    )
+    return {
+        "command": f"`{command}`",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPU": f"{cpu_model()}, {CPU_COUNT} usable cores (os.cpu_count() = {os.cpu_count()})",
+        "Python": f"{platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}",
+        "packages": versions,
+        "load average (1 min) at start": f"{os.getloadavg()[0]:.2f}",
+    }
+
+
+def close_peers(bench: BenchThread, peers: list[Peer], hung: set[str]) -> None:
+    for peer in peers:
+        if peer.name in hung:
+            continue
+        try:
+            bench.call(peer.close, 60)
+        except Exception as error:
+            print(f"closing {peer.name}: {type(error).__name__}: {error}", file=sys.stderr)
+            hung.add(peer.name)
+
+
+def write_raw(rounds: Rounds, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rounds": rounds.history}, indent=1))
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, 3 rounds: smoke test")
+    parser.add_argument("--rounds", type=int, help="rounds (default 7; 3 with --quick)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "RESULTS.md")
+    return parser.parse_args()
+
+
+def main() -> int:
+    arguments = parse_arguments()
+    sizes = QUICK if arguments.quick else FULL
+    if arguments.rounds:
+        sizes = Sizes(**{**sizes.__dict__, "rounds": arguments.rounds})
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    machine = machine_description(command.strip())
+    bench = BenchThread()
+    suite = bench.call(lambda: build_suite(sizes), sizes.deadline_s)
+    peers, skipped = start_peers(bench, sizes.deadline_s)
+    for workload in suite:
+        workload.prepare(peers[0])  # the serial peer: the expected results
+    warm_up(bench, peers, sizes.deadline_s)
+    rounds = Rounds(bench, peers, suite, sizes)
+    rounds.run()
+    close_peers(rounds.bench, peers, rounds.hung)
+    session = Session(
+        peers=[name for name, _ in PEER_FACTORIES],
+        suite=suite,
+        history=rounds.history,
+        failures=rounds.failures,
+        skipped=skipped,
+        not_applicable=rounds.not_applicable,
+        machine={**machine, "load average (1 min) at end": f"{os.getloadavg()[0]:.2f}"},
+        sizes=sizes.describe(),
+    )
+    markdown = render(session)
+    print("\n" + markdown)
+    arguments.out.write_text(markdown)
+    write_raw(rounds, REPO_ROOT / "benchmarks" / "_out" / "results.json")
+    print(f"written to {arguments.out}", flush=True)
+    if rounds.hung:  # a hung peer's threads or pool may never let the interpreter exit
+        sys.stdout.flush()
+        os._exit(1)
+    return 1 if rounds.failures or skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Running a call in this process: shared by the inline and thread executors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .. import serde
+from ..errors import SerializationError
+from .base import CallItem
+
+
+def arguments(call: CallItem, serializes: bool) -> tuple[tuple, dict]:
+    """The call's ``(args, kwargs)``: fresh copies when the executor serializes."""
+    return serde.loads(call.payload) if serializes else call.payload
+
+
+def outcome_of_value(call: CallItem, value: Any, serializes: bool) -> tuple[bool, Any]:
+    """``(True, value)``, copied through the wire format when the executor serializes."""
+    if not serializes:
+        return True, value
+    try:
+        return True, serde.copy_value(value)
+    except Exception as exc:
+        return False, result_error(call.task.name, value, exc)
+
+
+def result_error(task_name: str, value: Any, exc: BaseException) -> SerializationError:
+    return SerializationError(
+        f"Task {task_name!r}: its result ({type(value).__name__}) cannot be pickled "
+        f"to bring it back from the worker: {type(exc).__name__}: {exc}",
+        task=task_name,
+    )
+
+
+def run_sync(call: CallItem, serializes: bool) -> None:
+    """Run a sync call here and now, in the calling thread, and deliver its outcome."""
+    try:
+        args, kwargs = arguments(call, serializes)
+        value = call.task.func(*args, **kwargs)
+    except Exception as exc:
+        call.deliver(False, exc)
+    else:
+        call.deliver(*outcome_of_value(call, value, serializes))
+
+
+def start_async(call: CallItem, serializes: bool) -> asyncio.Task:
+    """Start an async call as a task on the run's event loop (the calling thread's)."""
+    return asyncio.get_running_loop().create_task(_run_async(call, serializes))
+
+
+async def _run_async(call: CallItem, serializes: bool) -> None:
+    try:
+        args, kwargs = arguments(call, serializes)
+        value = await call.task.func(*args, **kwargs)
+    except asyncio.CancelledError:
+        call.future.cancel()
+        raise
+    except Exception as exc:
+        call.deliver(False, exc)
+    else:
+        call.deliver(*outcome_of_value(call, value, serializes))

@@ -1,0 +1,132 @@
+"""The executor protocol: what a run hands an executor, and what it gets back.
+
+A run turns each task call into a :class:`CallItem` (its task, its pickled arguments
+and the future the caller holds) and hands it to an executor. The executor runs it
+somewhere and reports back exactly once through :meth:`CallItem.deliver`, from any
+thread. Everything stateful stays with the run; an executor only runs calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures as cf
+import itertools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..task import TaskFunction
+
+_call_ids = itertools.count(1)
+
+
+class CallItem:
+    """One task call on its way to an executor; resolves the caller's future once."""
+
+    __slots__ = ("call_id", "executor", "future", "payload", "task")
+
+    def __init__(self, task: TaskFunction, payload: Any, future: Any, executor: Executor):
+        self.call_id = next(_call_ids)
+        self.task = task
+        self.payload = payload
+        self.future = future
+        self.executor = executor
+
+    def claim(self) -> bool:
+        """Mark the call as running; False if the caller cancelled it first."""
+        return self.future.set_running_or_notify_cancel()
+
+    def deliver(self, ok: bool, value: Any) -> None:
+        """Resolve the caller's future with a result (``ok``) or an exception."""
+        future = self.future
+        if future.done():  # cancelled by the caller, or aborted with its run
+            return
+        if ok:
+            future.set_result(value)
+        elif value is CANCELLED:
+            _cancel_future(future)
+        else:
+            future.set_exception(value)
+
+
+#: Delivered as the exception of a call that was cancelled after it started.
+CANCELLED = cf.CancelledError("the task call was cancelled")
+
+
+def _cancel_future(future: Any) -> None:
+    # A concurrent.futures.Future cannot be cancelled once running; fail it with
+    # CancelledError instead, which is what its result() would raise.
+    if not future.cancel():
+        future.set_exception(cf.CancelledError())
+
+
+class AsyncCallItem(CallItem):
+    """A call whose future is an :class:`asyncio.Future` on the run's event loop."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, task, payload, future, executor, loop: asyncio.AbstractEventLoop):
+        super().__init__(task, payload, future, executor)
+        self.loop = loop
+
+    def claim(self) -> bool:
+        return not self.future.done()
+
+    def deliver(self, ok: bool, value: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(CallItem.deliver, self, ok, value)
+        except RuntimeError:  # the run's loop is closed: nobody is waiting any more
+            pass
+
+
+class TaskFuture(cf.Future):
+    """The future a task call returns in a sync run: a :class:`concurrent.futures.Future`.
+
+    Cancelling it before the call reached a worker means the call never runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.call: CallItem | None = None
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled and self.call is not None:
+            self.call.executor.cancel(self.call)
+        return cancelled
+
+
+class Executor(abc.ABC):
+    """Runs task calls. Subclasses: process pool, threads, inline, Dask."""
+
+    #: Whether calls reach this executor as pickled bytes (``payload``) or as live
+    #: ``(args, kwargs)``. Pickling at the call site makes a bad argument fail there.
+    serializes = True
+
+    #: Whether a sync task's code can be stopped from outside (a process can be killed).
+    can_stop_sync_code = False
+
+    @abc.abstractmethod
+    def submit(self, call: CallItem) -> None:
+        """Run ``call`` and report through ``call.deliver`` exactly once."""
+
+    def cancel(self, call: CallItem) -> None:  # noqa: B027 - optional hook
+        """The caller cancelled ``call``: drop it if queued, stop it if it is async."""
+
+    def stop(self, calls: list[CallItem]) -> None:
+        """Stop ``calls`` now, running or not (Ctrl-C); their futures are cancelled."""
+        for call in calls:
+            call.future.cancel()
+
+    def start(self) -> Executor:
+        """Make the executor ready ahead of the first call; returns ``self``."""
+        return self
+
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - optional hook
+        """Release the executor's resources; a later call starts them again."""
+
+    def __enter__(self) -> Executor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(wait=True)

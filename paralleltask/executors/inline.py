@@ -1,0 +1,39 @@
+"""InlineExecutor: runs each call in the caller's thread, at the call. For debugging."""
+
+from __future__ import annotations
+
+import asyncio
+
+from . import _local
+from .base import CallItem, Executor
+
+
+class InlineExecutor(Executor):
+    """Runs a sync task at its call, in the caller's thread (``pdb`` works inside it),
+    and an async task as an asyncio task on the run's loop.
+
+    Arguments and results go through the same serialization as on the process pool
+    unless ``serialize=False``, so a task that mutates its argument behaves alike on
+    every executor. A timeout cannot be enforced here (code in the caller's thread
+    cannot be stopped), so tasks with one are refused.
+    """
+
+    def __init__(self, *, serialize: bool = True) -> None:
+        self.serializes = serialize
+        self._async_tasks: dict[int, asyncio.Task] = {}
+
+    def submit(self, call: CallItem) -> None:
+        if call.task.is_async:
+            task = _local.start_async(call, self.serializes)
+            self._async_tasks[call.call_id] = task
+            task.add_done_callback(lambda _t, cid=call.call_id: self._async_tasks.pop(cid, None))
+        elif call.claim():
+            _local.run_sync(call, self.serializes)
+
+    def cancel(self, call: CallItem) -> None:
+        task = self._async_tasks.get(call.call_id)
+        if task is not None:
+            task.cancel()
+
+    def __repr__(self) -> str:
+        return f"InlineExecutor(serialize={self.serializes})"

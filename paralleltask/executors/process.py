@@ -1,0 +1,143 @@
+"""ProcessExecutor: the default executor, a process-wide pool of warm workers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import loky
+
+from .. import _context
+from ._pool import WorkerPool, worker_environment
+from .base import CallItem, Executor
+
+_pools: dict[Any, WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+class ProcessExecutor(Executor):
+    """Runs task calls in worker processes, so pure-Python work uses every core.
+
+    A ``ProcessExecutor`` is a handle on a pool that belongs to the process: handles
+    made with the same settings share one pool, started on first use (or by
+    :meth:`start`) and reused by every entrypoint, thread and invoke until
+    :meth:`shutdown` or interpreter exit. Handles with different settings (another
+    ``max_workers``, say) have pools of their own, each with its own processes: two
+    pools of 4 on a 4-core machine run 8 processes on 4 cores.
+
+    Parameters
+    ----------
+    max_workers:
+        Worker processes; defaults to the usable CPU count (``loky.cpu_count()``,
+        which honours cgroup quotas and CPU affinity).
+    initializer, initargs:
+        Called as ``initializer(*initargs)`` once in each worker when it starts.
+    env:
+        Environment variables for the workers. Workers pin BLAS/OpenMP thread counts to
+        1 (``OMP_NUM_THREADS`` and friends) unless set here or in the parent's environment.
+    """
+
+    serializes = True
+    can_stop_sync_code = True
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
+        ):
+            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self.max_workers: int = max_workers or loky.cpu_count()
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self.env = worker_environment(env)
+        key: Any = (self.max_workers, initializer, self.initargs, tuple(sorted(self.env.items())))
+        try:
+            hash(key)
+        except TypeError:
+            key = ("unshared", id(self))  # unhashable settings: a pool of its own
+        self._key = key
+        self._pool_ref: WorkerPool | None = None
+
+    def _pool(self) -> WorkerPool:
+        pool = self._pool_ref
+        if pool is None or pool.closing:
+            if _context.in_worker():
+                raise RuntimeError(
+                    "paralleltask never starts a process pool inside a worker process; "
+                    "runs inside a task execute inline"
+                )
+            with _pools_lock:
+                pool = _pools.get(self._key)
+                if pool is None or pool.closing:
+                    pool = WorkerPool(self.max_workers, self.initializer, self.initargs, self.env)
+                    _pools[self._key] = pool
+            self._pool_ref = pool
+        return pool
+
+    def start(self) -> ProcessExecutor:
+        """Start the workers now and wait until each is ready (so that, say, a
+        hypothesis deadline is not spent on start-up); idempotent."""
+        self._pool().start(wait_ready=True)
+        return self
+
+    def submit(self, call: CallItem) -> None:
+        self._pool().submit(call)
+
+    def cancel(self, call: CallItem) -> None:
+        pool = self._pool_ref
+        if pool is not None:
+            pool.cancel(call)
+
+    def stop(self, calls: list[CallItem]) -> None:
+        pool = self._pool_ref
+        if pool is not None:
+            pool.stop(calls)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop this pool's workers, after their calls finish if ``wait``, else at once
+        (cancelling them). The pool is shared: other handles on it start a new one
+        on their next call."""
+        with _pools_lock:
+            pool = _pools.get(self._key)
+            if pool is not None:
+                del _pools[self._key]
+        if pool is not None:
+            pool.shutdown(wait=wait)
+        self._pool_ref = None
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(max_workers={self.max_workers})"
+
+
+_default: ProcessExecutor | None = None
+
+
+def default_executor() -> ProcessExecutor:
+    """The executor of entrypoints that name none: ``ProcessExecutor()``."""
+    global _default
+    if _default is None:
+        _default = ProcessExecutor()
+    return _default
+
+
+def _forget_pools_after_fork() -> None:
+    # A forked child inherits the registry (and maybe a held lock) but not the
+    # dispatcher threads: it starts afresh.
+    global _default, _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+    _default = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)

@@ -1,0 +1,85 @@
+"""Run: the state of one invoke, found by task calls through a context variable.
+
+A run knows its executor and the flavour of future its body expects: a
+``concurrent.futures.Future`` in a sync body, an ``asyncio.Future`` on the body's loop in
+an async one. It tracks the calls still outstanding (a dict, O(1) per call: no scan
+over all futures) so that the invoke can wait for them before it returns, as LangGraph
+does, or stop them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from typing import TYPE_CHECKING, Any
+
+from . import serde
+from .executors.base import AsyncCallItem, CallItem, Executor, TaskFuture
+from .executors.inline import InlineExecutor
+
+if TYPE_CHECKING:
+    from .task import TaskFunction
+
+ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
+
+
+class Run:
+    __slots__ = ("_outstanding", "executor", "loop")
+
+    def __init__(self, executor: Executor, loop: asyncio.AbstractEventLoop | None = None):
+        self.executor = executor
+        self.loop = loop
+        self._outstanding: dict[Any, CallItem] = {}
+
+    @classmethod
+    def nested_in_worker(cls, loop: asyncio.AbstractEventLoop | None = None) -> Run:
+        """The run of code inside a worker: always inline, never a pool in a worker."""
+        return cls(InlineExecutor(), loop)
+
+    def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:
+        """Schedule one call of ``task`` and return its future."""
+        if task.is_async and self.loop is None:
+            raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
+        executor = self.executor
+        if executor.serializes:
+            payload: Any = serde.dumps_arguments(task.name, args, kwargs)
+        else:
+            payload = (args, kwargs)
+        if self.loop is None:
+            future: Any = TaskFuture()
+            call: CallItem = CallItem(task, payload, future, executor)
+            future.call = call
+        else:
+            future = self.loop.create_future()
+            call = AsyncCallItem(task, payload, future, executor, self.loop)
+        self._outstanding[future] = call
+        future.add_done_callback(self._forget)
+        try:
+            executor.submit(call)
+        except BaseException:
+            self._outstanding.pop(future, None)
+            raise
+        return future
+
+    def _forget(self, future: Any) -> None:
+        call = self._outstanding.pop(future, None)
+        if call is not None and self.loop is not None and future.cancelled():
+            # asyncio futures can be cancelled while running: tell the executor.
+            call.executor.cancel(call)
+
+    def wait_outstanding(self) -> None:
+        """Block until every call of this run has finished (a sync run's end)."""
+        while pending := [f for f in list(self._outstanding) if not f.done()]:
+            cf.wait(pending)
+
+    async def await_outstanding(self) -> None:
+        """Wait until every call of this run has finished (an async run's end)."""
+        while pending := [f for f in list(self._outstanding) if not f.done()]:
+            await asyncio.wait(pending)
+
+    def stop(self) -> None:
+        """Ctrl-C: drop what is queued and stop what runs; nothing waits for them."""
+        calls = list(self._outstanding.values())
+        self._outstanding.clear()
+        if calls:
+            self.executor.stop(calls)

@@ -1,0 +1,117 @@
+"""Serialization: cloudpickle on the way out, plain pickle on the way in.
+
+Functions and arguments go to workers with cloudpickle, so functions defined in
+``__main__``, closures and lambdas travel by value. Exceptions are re-built without
+calling their ``__init__`` (whose signature need not match their ``args``), and carry
+the worker's traceback text. This is a wire format between live processes, not a
+storage format: nothing here promises to load bytes written by another version.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from .errors import RemoteTraceback, SerializationError, TaskError
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+loads = pickle.loads
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` with cloudpickle (by value where plain pickle would go by reference)."""
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def dumps_arguments(task_name: str, args: tuple, kwargs: dict) -> bytes:
+    """Pickle a call's arguments, or raise :class:`SerializationError` naming the culprit."""
+    try:
+        return dumps((args, kwargs))
+    except Exception as exc:
+        raise _argument_error(task_name, args, kwargs, exc) from exc
+
+
+def _argument_error(task_name: str, args: tuple, kwargs: dict, exc: Exception) -> Exception:
+    named = [(str(i), f"positional argument {i}", v) for i, v in enumerate(args)]
+    named += [(k, f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for argument, where, value in named:
+        try:
+            dumps(value)
+        except Exception as culprit:
+            return SerializationError(
+                f"Task {task_name!r}: {where} ({type(value).__name__}) cannot be pickled "
+                f"to send it to a worker: {type(culprit).__name__}: {culprit}",
+                task=task_name,
+                argument=argument,
+            )
+    return SerializationError(
+        f"Task {task_name!r}: its arguments cannot be pickled together "
+        f"to send them to a worker: {type(exc).__name__}: {exc}",
+        task=task_name,
+    )
+
+
+def copy_value(value: Any) -> Any:
+    """Round-trip ``value`` through the wire format: what a worker's caller would get."""
+    return loads(dumps(value))
+
+
+# -- exceptions: reducer and rebuilder side by side -----------------------------------
+
+
+def dumps_exception(exc: BaseException) -> bytes:
+    """Pickle ``exc`` with its worker-side traceback text, degrading rather than failing.
+
+    Tries, in order: the exception with its state; without its ``__dict__``; and
+    last a :class:`TaskError` carrying the original type name, message and traceback.
+    """
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    reduced = _reduce_exception(exc)
+    for payload in (reduced, (*reduced[:2], None)):
+        try:
+            return dumps((payload, tb))
+        except Exception:
+            continue
+    stand_in = TaskError(
+        f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
+        "(the exception raised in the worker could not be pickled)"
+    )
+    return dumps((_reduce_exception(stand_in), tb))
+
+
+def loads_exception(blob: bytes) -> BaseException:
+    """Re-build an exception pickled by :func:`dumps_exception`, chained to its traceback."""
+    (rebuild, args, state), tb = loads(blob)
+    exc = rebuild(*args)
+    if state:
+        _set_state(exc, state)
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    return exc
+
+
+def _reduce_exception(exc: BaseException) -> tuple:
+    rv = exc.__reduce_ex__(PROTOCOL)
+    func, args = rv[0], rv[1]
+    state = rv[2] if len(rv) > 2 else None
+    if func is type(exc):
+        # The default reduction calls ``cls(*args)``, which fails when ``__init__``
+        # takes other arguments than it passes to ``super().__init__``.
+        return _rebuild_exception, (func, args), state
+    return func, args, state
+
+
+def _rebuild_exception(cls: type, args: tuple) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
+
+
+def _set_state(exc: BaseException, state: Any) -> None:
+    if hasattr(exc, "__setstate__"):
+        exc.__setstate__(state)
+    elif isinstance(state, dict):
+        exc.__dict__.update(state)

@@ -1,0 +1,149 @@
+"""``@task``: a function whose calls run on the run's executor and return futures."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import itertools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from . import _context, serde
+from ._unsupported import refuse
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_task_ids = itertools.count(1)
+
+OUTSIDE_RUN_MESSAGE = (
+    "Called get_config outside of a runnable context: task {name!r} can only be "
+    "called inside an @entrypoint (or inside another task)"
+)
+
+
+class TaskFunction(Generic[P, T]):
+    """A task: calling it inside an entrypoint schedules the call and returns a future.
+
+    The function is pickled once (on its first call) and each worker receives it once;
+    later calls send only their arguments.
+    """
+
+    def __init__(self, func: Callable[P, T], *, name: str | None = None) -> None:
+        if not callable(func):
+            raise TypeError(f"@task needs a function, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"@task cannot decorate generator function {_name_of(func)!r}: a generator "
+                "cannot cross a process boundary. Return a list instead, or send progress "
+                "with get_stream_writer()."
+            )
+        self.func = func
+        self.name: str = name or _name_of(func)
+        self.is_async = _is_async_callable(func)
+        self.task_id = next(_task_ids)
+        self._pickled: bytes | None = None
+        functools.update_wrapper(self, func)
+        if name is not None:
+            self.__name__ = name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        run = _context.current_run.get()
+        if run is None:
+            raise RuntimeError(OUTSIDE_RUN_MESSAGE.format(name=self.name))
+        return run.call(self, args, kwargs)
+
+    def pickled(self) -> bytes:
+        """The task pickled for a worker: by reference when importable, else by value."""
+        if self._pickled is None:
+            self._pickled = serde.dumps(self)
+        return self._pickled
+
+    def __reduce__(self):
+        location = _importable_location(self)
+        if location is not None:
+            return _import_task, location
+        return _rebuild_task, (self.func, self.name)
+
+    def __repr__(self) -> str:
+        return f"<task {self.name!r} of {self.func!r}>"
+
+
+def _import_task(module_name: str, qualname: str) -> TaskFunction:
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebuild_task(func: Callable, name: str) -> TaskFunction:
+    return TaskFunction(func, name=name)
+
+
+def _importable_location(task: TaskFunction) -> tuple[str, str] | None:
+    """``(module, qualname)`` if a worker can import this very task, else None."""
+    module_name = getattr(task.func, "__module__", None)
+    qualname = getattr(task.func, "__qualname__", None)
+    if module_name in (None, "__main__", "__mp_main__") or not qualname or "<" in qualname:
+        return None
+    module = sys.modules.get(module_name)
+    if module is None:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return (module_name, qualname) if obj is task else None
+
+
+def _name_of(func: Callable) -> str:
+    return getattr(func, "__name__", None) or type(func).__name__
+
+
+def _is_async_callable(func: Callable) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+@overload
+def task(func: Callable[P, Awaitable[T]], /) -> TaskFunction[P, Awaitable[T]]: ...
+@overload
+def task(func: Callable[P, T], /) -> TaskFunction[P, T]: ...
+@overload
+def task(
+    func: None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry_policy: Any = None,
+    cache_policy: Any = None,
+    timeout: Any = None,
+) -> Callable[[Callable[P, T]], TaskFunction[P, T]]: ...
+
+
+def task(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry_policy: Any = None,
+    cache_policy: Any = None,
+    timeout: Any = None,
+) -> Any:
+    """Make ``func`` a task, as ``langgraph.func.task`` does: bare (``@task``) or
+    called (``@task(name=...)``), for sync and async functions.
+
+    A call inside an entrypoint returns a future (``concurrent.futures.Future`` in a
+    sync entrypoint, ``asyncio.Future`` in an async one) and runs on the entrypoint's
+    executor, by default a warm pool of worker processes.
+    """
+    refuse("task", retry_policy=retry_policy, cache_policy=cache_policy, timeout=timeout)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"task name must be a str, got {name!r}")
+
+    def decorate(f: Callable[..., Any]) -> TaskFunction:
+        return TaskFunction(f, name=name)
+
+    return decorate if func is None else decorate(func)

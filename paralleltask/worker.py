@@ -1,0 +1,176 @@
+"""What runs inside a worker process: pure compute, no state that outlives a call.
+
+Two threads. A reader thread drains the pipe into an inbox as soon as bytes arrive, so
+the parent's writes never wait on a busy worker, and handles cancellations at once.
+The main thread runs the calls: sync ones in turn, async ones on an event loop in a
+third thread (started on the first async call) where many run concurrently. Every
+outcome goes back on the same pipe under one lock.
+
+The worker ignores SIGINT (Ctrl-C is the parent's to handle) and exits when its pipe
+closes, so it never outlives its parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import queue
+import signal
+import threading
+import traceback
+from typing import Any
+
+from . import _context, serde
+from ._protocol import (
+    BOOT_FAILED,
+    CALL,
+    CANCEL,
+    CANCELLED,
+    DONE,
+    NOT_LOADED,
+    NOT_PICKLED,
+    OK,
+    RAISED,
+    READY,
+    STOP,
+)
+
+#: Thread-count variables of the numeric libraries, pinned to 1 in workers (as Dask's
+#: nanny does) so N workers x M BLAS threads do not oversubscribe the cores.
+PINNED_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+)
+
+
+def worker_main(conn, initializer, initargs) -> None:
+    """Entry point of a worker process (started by the pool through loky's context)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _context.mark_worker_process()
+    worker = _Worker(conn)
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            worker.send((BOOT_FAILED, traceback.format_exc()))
+            return
+    worker.serve()
+
+
+class _Worker:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.send_lock = threading.Lock()
+        self.functions: dict[int, Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_tasks: dict[int, asyncio.Task] = {}
+
+    def send(self, message: tuple) -> None:
+        data = pickle.dumps(message, serde.PROTOCOL)
+        with self.send_lock:
+            self.conn.send_bytes(data)
+
+    def serve(self) -> None:
+        self.send((READY, os.getpid()))
+        threading.Thread(target=self._read_forever, name="paralleltask-reader", daemon=True).start()
+        while True:
+            message = self.inbox.get()
+            if message[0] == CALL:
+                self._start_call(*message[1:])
+            elif message[0] == STOP:
+                return
+
+    def _read_forever(self) -> None:
+        try:
+            while True:
+                message = pickle.loads(self.conn.recv_bytes())
+                if message[0] == CANCEL:
+                    self._cancel(message[1])
+                else:
+                    self.inbox.put(message)
+        except (EOFError, OSError):
+            # The parent is gone (or closed our pipe): nobody will read our results.
+            os._exit(0)
+
+    # -- one call -------------------------------------------------------------------
+
+    def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async) -> None:
+        try:
+            if fn_blob is not None:
+                self.functions[fn_id] = serde.loads(fn_blob)
+            task = self.functions[fn_id]
+            args, kwargs = serde.loads(args_blob)
+        except Exception as exc:
+            self._send_text(call_id, NOT_LOADED, f"{type(exc).__name__}: {exc}")
+            return
+        if is_async:
+            asyncio.run_coroutine_threadsafe(
+                self._run_async(call_id, task, args, kwargs), self._event_loop()
+            )
+        else:
+            self._run_sync(call_id, task, args, kwargs)
+
+    def _run_sync(self, call_id, task, args, kwargs) -> None:
+        from .run import Run
+
+        token = _context.current_run.set(Run.nested_in_worker())
+        try:
+            value = task.func(*args, **kwargs)
+        except BaseException as exc:
+            self._send_exception(call_id, exc)
+        else:
+            self._send_value(call_id, value)
+        finally:
+            _context.current_run.reset(token)
+
+    async def _run_async(self, call_id, task, args, kwargs) -> None:
+        from .run import Run
+
+        self.async_tasks[call_id] = asyncio.current_task()
+        _context.current_run.set(Run.nested_in_worker(asyncio.get_running_loop()))
+        try:
+            value = await task.func(*args, **kwargs)
+        except asyncio.CancelledError:
+            self._send_text(call_id, CANCELLED, "")
+        except BaseException as exc:
+            self._send_exception(call_id, exc)
+        else:
+            self._send_value(call_id, value)
+        finally:
+            self.async_tasks.pop(call_id, None)
+
+    def _cancel(self, call_id: int) -> None:
+        task = self.async_tasks.get(call_id)
+        if task is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(task.cancel)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=self.loop.run_forever, name="paralleltask-loop", daemon=True
+            ).start()
+        return self.loop
+
+    # -- outcomes -------------------------------------------------------------------
+
+    def _send_value(self, call_id: int, value: Any) -> None:
+        try:
+            blob = serde.dumps(value)
+        except Exception as exc:
+            error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
+            self._send_text(call_id, NOT_PICKLED, error)
+        else:
+            self.send((DONE, call_id, OK, blob))
+
+    def _send_exception(self, call_id: int, exc: BaseException) -> None:
+        self.send((DONE, call_id, RAISED, serde.dumps_exception(exc)))
+
+    def _send_text(self, call_id: int, status: int, text: str) -> None:
+        self.send((DONE, call_id, status, text))
