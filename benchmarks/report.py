@@ -67,7 +67,7 @@ def cell(session: Session, workload: Workload, column: Column, peer: str, spread
     if not values:
         return "—"
     text = format_value(median(values), column.kind)
-    if spread and column.kind == "ratio" and len(values) > 1:
+    if spread and column.kind == "ratio" and len(values) > 1 and max(values) >= 0.01:
         text += f" ({min(values):.2f}-{max(values):.2f})"
     return text
 

@@ -1,6 +1,7 @@
 """Benchmark paralleltask against its peers: one command, one markdown table.
 
     python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
+                             [--peers serial,ppe,loky,joblib,langgraph,paralleltask]
 
 Peers (each pool created once, warmed, and kept for the whole session):
 
@@ -129,16 +130,22 @@ class BenchThread:
     """Runs every peer action on ONE long-lived thread, with a deadline.
 
     One thread, because loky's (and so joblib's) reusable executor is thread-local; a thread
-    other than the main one, so that a hung peer cannot hang the harness.
+    other than the main one, so that a hung peer cannot hang the harness: after a hang, the
+    stuck thread is abandoned and a new one serves the next calls.
     """
 
     def __init__(self):
-        self._jobs: queue.Queue = queue.Queue()
-        threading.Thread(target=self._serve, name="bench", daemon=True).start()
+        self.abandoned_threads = 0
+        self._start_thread()
 
-    def _serve(self):
+    def _start_thread(self):
+        self._jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._serve, args=(self._jobs,), name="bench", daemon=True).start()
+
+    @staticmethod
+    def _serve(jobs: queue.Queue):
         while True:
-            job, answer = self._jobs.get()
+            job, answer = jobs.get()
             try:
                 answer.put((True, job()))
             except BaseException as error:  # handed to the caller, who decides
@@ -152,6 +159,8 @@ class BenchThread:
         except queue.Empty:
             print(f"\n*** hung for {deadline_s:.0f} s; every thread's stack:", file=sys.stderr)
             faulthandler.dump_traceback(all_threads=True)
+            self.abandoned_threads += 1
+            self._start_thread()
             raise PeerHung(f"no answer within {deadline_s:.0f} s") from None
         if not ok:
             raise value
@@ -190,9 +199,18 @@ def build_suite(sizes: Sizes) -> list[Workload]:
     ]
 
 
-def start_peers(bench: BenchThread, deadline_s: float) -> tuple[list[Peer], dict[str, str]]:
+def peer_key(name: str) -> str:
+    """The short name ``--peers`` takes: serial, ppe, loky, joblib, langgraph, paralleltask."""
+    return name.split()[-1].lower()
+
+
+def start_peers(
+    bench: BenchThread, wanted: set[str], deadline_s: float
+) -> tuple[list[Peer], dict[str, str]]:
     started, skipped = [], {}
     for name, factory in PEER_FACTORIES:
+        if peer_key(name) not in wanted:
+            continue
         try:
             peer = bench.call(factory, deadline_s)
             bench.call(peer.start, deadline_s)
@@ -257,7 +275,6 @@ class Rounds:
             return self.bench.call(lambda: workload.measure(peer), self.sizes.deadline_s)
         except PeerHung as error:
             self.hung.add(peer.name)
-            self.bench = BenchThread()  # the old thread is stuck in the hung peer
             return Failure("hung", str(error))
         except WrongResult as error:
             print(f"WRONG RESULT: {peer.name} on {workload.key}: {error}", file=sys.stderr)
@@ -323,6 +340,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 rounds: smoke test")
     parser.add_argument("--rounds", type=int, help="rounds (default 7; 3 with --quick)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "RESULTS.md")
+    all_keys = [peer_key(name) for name, _ in PEER_FACTORIES]
+    parser.add_argument(
+        "--peers",
+        default=",".join(all_keys),
+        help=f"comma-separated subset of {','.join(all_keys)} (serial always runs)",
+    )
     return parser.parse_args()
 
 
@@ -335,15 +358,16 @@ def main() -> int:
     machine = machine_description(command.strip())
     bench = BenchThread()
     suite = bench.call(lambda: build_suite(sizes), sizes.deadline_s)
-    peers, skipped = start_peers(bench, sizes.deadline_s)
+    wanted = {"serial", *arguments.peers.split(",")}
+    peers, skipped = start_peers(bench, wanted, sizes.deadline_s)
     for workload in suite:
         workload.prepare(peers[0])  # the serial peer: the expected results
     warm_up(bench, peers, sizes.deadline_s)
     rounds = Rounds(bench, peers, suite, sizes)
     rounds.run()
-    close_peers(rounds.bench, peers, rounds.hung)
+    close_peers(bench, peers, rounds.hung)
     session = Session(
-        peers=[name for name, _ in PEER_FACTORIES],
+        peers=[name for name, _ in PEER_FACTORIES if peer_key(name) in wanted],
         suite=suite,
         history=rounds.history,
         failures=rounds.failures,
@@ -357,7 +381,7 @@ def main() -> int:
     arguments.out.write_text(markdown)
     write_raw(rounds, REPO_ROOT / "benchmarks" / "_out" / "results.json")
     print(f"written to {arguments.out}", flush=True)
-    if rounds.hung:  # a hung peer's threads or pool may never let the interpreter exit
+    if bench.abandoned_threads:  # a hung peer's threads or pool may never let Python exit
         sys.stdout.flush()
         os._exit(1)
     return 1 if rounds.failures or skipped else 0

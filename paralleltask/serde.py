@@ -64,23 +64,20 @@ def copy_value(value: Any) -> Any:
 
 
 def dumps_exception(exc: BaseException) -> bytes:
-    """Pickle ``exc`` with its worker-side traceback text, degrading rather than failing.
+    """Pickle ``exc`` with its worker-side traceback text.
 
-    Tries, in order: the exception with its state; without its ``__dict__``; and
-    last a :class:`TaskError` carrying the original type name, message and traceback.
+    An exception that will not pickle (an attribute holding a lock, say) is replaced by
+    a :class:`TaskError` carrying the original type name, message and traceback.
     """
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    reduced = _reduce_exception(exc)
-    for payload in (reduced, (*reduced[:2], None)):
-        try:
-            return dumps((payload, tb))
-        except Exception:
-            continue
-    stand_in = TaskError(
-        f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
-        "(the exception raised in the worker could not be pickled)"
-    )
-    return dumps((_reduce_exception(stand_in), tb))
+    try:
+        return dumps((_reduce_exception(exc), tb))
+    except Exception as failure:
+        stand_in = TaskError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception raised "
+            f"in the worker could not be pickled: {type(failure).__name__}: {failure})"
+        )
+        return dumps((_reduce_exception(stand_in), tb))
 
 
 def loads_exception(blob: bytes) -> BaseException:
@@ -99,15 +96,19 @@ def _reduce_exception(exc: BaseException) -> tuple:
     state = rv[2] if len(rv) > 2 else None
     if func is type(exc):
         # The default reduction calls ``cls(*args)``, which fails when ``__init__``
-        # takes other arguments than it passes to ``super().__init__``.
+        # takes other arguments than it passes to ``super().__init__``: fall back.
         return _rebuild_exception, (func, args), state
     return func, args, state
 
 
 def _rebuild_exception(cls: type, args: tuple) -> BaseException:
-    exc = cls.__new__(cls, *args)
-    exc.args = args
-    return exc
+    try:
+        # Lets built-ins set what their __init__ sets (SystemExit.code, ...).
+        return cls(*args)
+    except Exception:
+        exc = cls.__new__(cls, *args)
+        exc.args = args
+        return exc
 
 
 def _set_state(exc: BaseException, state: Any) -> None:

@@ -1,0 +1,162 @@
+"""Errors: worker exceptions re-raised as themselves; paralleltask's own family."""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+import pytest
+
+from paralleltask import (
+    SerializationError,
+    TaskError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+    entrypoint,
+    task,
+)
+
+
+class CodedError(Exception):
+    """An exception whose __init__ takes other arguments than it passes to super()."""
+
+    def __init__(self, code, reason):
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("carries a lock")
+        import threading
+
+        self.lock = threading.Lock()
+
+
+@task
+def raise_coded(code):
+    raise CodedError(code, "bad input")
+
+
+@task
+def raise_builtin(kind):
+    if kind == "key":
+        return {}["missing"]
+    if kind == "os":
+        raise FileNotFoundError(2, "No such file", "/nowhere")
+    if kind == "unpicklable":
+        raise Unpicklable()
+    if kind == "exit":
+        raise SystemExit(3)
+    raise ValueError(kind)
+
+
+@task
+def die(code):
+    os._exit(code)
+
+
+@entrypoint()
+def call_one(args):
+    fn, arg = args
+    return fn(arg).result()
+
+
+def test_custom_exception_keeps_type_message_and_attributes():
+    with pytest.raises(CodedError) as info:
+        call_one.invoke((raise_coded, 7))
+    assert str(info.value) == "7: bad input"
+    assert (info.value.code, info.value.reason) == (7, "bad input")
+
+
+def test_worker_traceback_is_in_the_formatted_chain():
+    with pytest.raises(CodedError) as info:
+        call_one.invoke((raise_coded, 7))
+    text = "".join(traceback.format_exception(info.value))
+    assert "raise_coded" in text and "raise CodedError(code" in text
+    assert "The above exception was the direct cause" in text
+
+
+@pytest.mark.parametrize(
+    "kind, expected", [("key", KeyError), ("os", FileNotFoundError), ("value", ValueError)]
+)
+def test_builtin_exceptions_keep_their_type(kind, expected):
+    with pytest.raises(expected) as info:
+        call_one.invoke((raise_builtin, kind))
+    if kind == "os":
+        assert (info.value.errno, info.value.filename) == (2, "/nowhere")
+
+
+def test_system_exit_in_a_task_reaches_the_caller():
+    with pytest.raises(SystemExit) as info:
+        call_one.invoke((raise_builtin, "exit"))
+    assert info.value.code == 3
+
+
+def test_unpicklable_exception_becomes_task_error_with_original_type_name():
+    with pytest.raises(TaskError) as info:
+        call_one.invoke((raise_builtin, "unpicklable"))
+    assert "Unpicklable" in str(info.value) and "carries a lock" in str(info.value)
+    assert "raise Unpicklable()" in "".join(traceback.format_exception(info.value))
+
+
+@task
+def slow_square(x):
+    import time
+
+    time.sleep(0.2)
+    return x * x
+
+
+def test_worker_death_fails_only_that_call_and_the_pool_heals():
+    @entrypoint()
+    def main(_):
+        sibling = slow_square(3)
+        doomed = die(7)
+        with pytest.raises(WorkerCrashedError):
+            doomed.result()
+        return sibling.result(), [f.result() for f in [slow_square(i) for i in range(4)]]
+
+    assert main.invoke(None) == (9, [0, 1, 4, 9])
+
+
+def test_worker_crash_error_names_task_and_exit_code():
+    @entrypoint()
+    def main(_):
+        with pytest.raises(WorkerCrashedError) as info:
+            die(9).result()
+        return info.value
+
+    error = main.invoke(None)
+    assert error.task == "die" and error.exitcode == 9
+    assert "exit code 9" in str(error) and "'die'" in str(error)
+
+
+@pytest.mark.parametrize("error_type", [WorkerCrashedError, TaskTimeoutError, SerializationError])
+def test_task_errors_are_neither_runtime_nor_os_errors(error_type):
+    assert issubclass(error_type, TaskError) and issubclass(TaskError, Exception)
+    assert not issubclass(error_type, (RuntimeError, OSError))
+
+
+def test_timeout_error_has_langgraphs_fields():
+    error = TaskTimeoutError("slow", 1.5, kind="run", run_timeout=1.0)
+    assert (error.node, error.timeout, error.run_timeout, error.idle_timeout) == (
+        "slow",
+        1.0,
+        1.0,
+        None,
+    )
+    assert (error.elapsed, error.kind) == (1.5, "run")
+    assert str(error) == "Node 'slow' exceeded its run timeout of 1.000s (elapsed: 1.500s)."
+    with pytest.raises(ValueError):
+        TaskTimeoutError("slow", 1.0, kind="idle")
+
+
+def test_timeout_error_matches_langgraph_node_timeout_error():
+    errors = pytest.importorskip("langgraph.errors")
+    ours = TaskTimeoutError("n", 2.0, kind="idle", idle_timeout=0.5, run_timeout=3.0)
+    theirs = errors.NodeTimeoutError("n", 2.0, kind="idle", idle_timeout=0.5, run_timeout=3.0)
+    assert str(ours) == str(theirs)
+    for field in ("node", "timeout", "run_timeout", "idle_timeout", "elapsed", "kind"):
+        assert getattr(ours, field) == getattr(theirs, field)

@@ -1,0 +1,120 @@
+"""Executors: the process pool's lifecycle, sharing, environment and initializer."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from paralleltask import InlineExecutor, ProcessExecutor, ThreadExecutor, entrypoint, task
+
+
+@task
+def worker_facts(names):
+    return os.getpid(), {name: os.environ.get(name) for name in names}
+
+
+@task
+def initialized_value(_):
+    return os.environ.get("PT_TEST_INITIALIZED")
+
+
+def set_marker(value):
+    os.environ["PT_TEST_INITIALIZED"] = value
+
+
+def fail_to_start():
+    raise RuntimeError("initializer exploded")
+
+
+def facts_on(executor, names=()):
+    @entrypoint(executor=executor)
+    def main(_):
+        return worker_facts(list(names)).result()
+
+    return main.invoke(None)
+
+
+def test_handles_with_same_settings_share_one_pool():
+    first, second = ProcessExecutor(), ProcessExecutor()
+    assert first._pool() is second._pool()
+    assert ProcessExecutor(max_workers=1)._key != first._key
+
+
+def test_default_pool_is_reused_across_invokes():
+    pids = {facts_on(None)[0] for _ in range(20)}
+    assert len(pids) <= ProcessExecutor().max_workers
+
+
+def test_blas_threads_pinned_to_one_unless_overridden():
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    if any(name in os.environ for name in names):
+        pytest.skip("the test environment sets these variables itself")
+    _, env = facts_on(None, names)
+    assert env == dict.fromkeys(names, "1")
+    with ProcessExecutor(max_workers=1, env={"OMP_NUM_THREADS": "4"}) as executor:
+        _, env = facts_on(executor, names)
+    assert env["OMP_NUM_THREADS"] == "4" and env["MKL_NUM_THREADS"] == "1"
+
+
+def test_context_manager_starts_and_shuts_down_a_separate_pool():
+    default_pids = {facts_on(None)[0] for _ in range(4)}
+    with ProcessExecutor(max_workers=1) as executor:
+        pool = executor._pool()
+        pid = facts_on(executor)[0]
+        assert pid not in default_pids
+        assert {facts_on(executor)[0] for _ in range(5)} == {pid}
+    assert pool.closing
+    assert not ProcessExecutor()._pool().closing  # the default pool is untouched
+    assert facts_on(None)[0] in default_pids
+
+
+def test_shutdown_then_next_call_starts_a_fresh_pool():
+    executor = ProcessExecutor(max_workers=1)
+    first = facts_on(executor)[0]
+    executor.shutdown()
+    second = facts_on(executor)[0]
+    executor.shutdown()
+    assert first != second
+
+
+def test_start_is_idempotent_and_returns_the_executor():
+    executor = ProcessExecutor()
+    assert executor.start() is executor
+    assert executor.start() is executor
+
+
+def test_initializer_runs_in_each_worker():
+    with ProcessExecutor(max_workers=1, initializer=set_marker, initargs=("yes",)) as executor:
+
+        @entrypoint(executor=executor)
+        def main(_):
+            return initialized_value(0).result()
+
+        assert main.invoke(None) == "yes"
+
+
+def test_failing_initializer_is_a_clear_error():
+    executor = ProcessExecutor(max_workers=1, initializer=fail_to_start)
+    try:
+        with pytest.raises(RuntimeError, match="initializer exploded"):
+            executor.start()
+    finally:
+        executor.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_bad_max_workers_refused(bad):
+    with pytest.raises(ValueError, match="max_workers"):
+        ProcessExecutor(max_workers=bad)
+
+
+def test_bad_thread_max_workers_refused():
+    with pytest.raises(ValueError, match="max_workers"):
+        ThreadExecutor(max_workers=0)
+
+
+def test_local_executors_as_context_managers():
+    with ThreadExecutor(2) as threads, InlineExecutor() as inline:
+        assert facts_on(threads)[0] == os.getpid()
+        assert facts_on(inline)[0] == os.getpid()

@@ -1,0 +1,119 @@
+"""Real scripts in real processes: no main guard, Ctrl-C, no worker left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.slow
+
+
+def python(script, *args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(
+        [sys.executable, os.path.join(SCRIPTS, script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        **kwargs,
+    )
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_pid_files(folder, count, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [int(name.split(".")[0]) for name in os.listdir(folder) if name.endswith(".pid")]
+        if len(set(pids)) >= count:
+            return set(pids)
+        time.sleep(0.05)
+    raise AssertionError(f"workers did not start: {os.listdir(folder)}")
+
+
+def worker_pids():
+    """Pids of every live paralleltask worker on this machine (Linux /proc)."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if b"paralleltask-worker" in f.read() and alive(int(name)):
+                        found.add(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_gone(pids, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def test_script_without_main_guard_runs_once():
+    process = python("no_main_guard.py")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.count("module body ran") == 1, out
+    assert "result [8, 11, 14]" in out
+
+
+def workers_of(process, folder):
+    assert process.stdout.readline().strip() == "ready"
+    from paralleltask import ProcessExecutor
+
+    return wait_for_pid_files(folder, min(2, ProcessExecutor().max_workers))
+
+
+def test_ctrl_c_reaches_caller_stops_workers_and_pool_recovers(tmp_path):
+    before = worker_pids()
+    process = python("interrupted.py", str(tmp_path), "catch")
+    busy = workers_of(process, tmp_path)
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert time.monotonic() - started < 10  # the 60 s tasks were stopped, not awaited
+    assert "interrupted" in out and "after [1, 4, 9]" in out, (out, err)
+    assert wait_gone(busy) == []
+    if sys.platform.startswith("linux"):  # replacements started after Ctrl-C are gone too
+        assert wait_gone(worker_pids() - before) == []
+
+
+def test_uncaught_ctrl_c_exits_with_keyboard_interrupt_and_no_orphans(tmp_path):
+    before = worker_pids()
+    process = python("interrupted.py", str(tmp_path), "raise")
+    busy = workers_of(process, tmp_path)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in err
+    assert wait_gone(busy) == []
+    if sys.platform.startswith("linux"):
+        assert wait_gone(worker_pids() - before) == []
