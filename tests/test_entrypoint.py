@@ -216,7 +216,9 @@ def test_bad_executor_is_refused():
         entrypoint(executor="processes")
 
 
-@pytest.mark.parametrize("executor", [ThreadExecutor(2), InlineExecutor()], ids=["thread", "inline"])
+@pytest.mark.parametrize(
+    "executor", [ThreadExecutor(2), InlineExecutor()], ids=["thread", "inline"]
+)
 def test_local_executors_run_in_this_process(executor):
     @entrypoint(executor=executor)
     def main(xs):

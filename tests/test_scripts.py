@@ -111,7 +111,7 @@ def test_uncaught_ctrl_c_exits_with_keyboard_interrupt_and_no_orphans(tmp_path):
     process = python("interrupted.py", str(tmp_path), "raise")
     busy = workers_of(process, tmp_path)
     os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode != 0
     assert "KeyboardInterrupt" in err
     assert wait_gone(busy) == []

@@ -212,7 +212,7 @@ def test_sync_future_is_a_concurrent_future_usable_with_wait_and_as_completed():
     def body(_):
         futures = [add(i) for i in range(6)]
         assert all(isinstance(f, cf.Future) for f in futures)
-        done, not_done = cf.wait(futures)
+        _, not_done = cf.wait(futures)
         assert not not_done
         return sorted(f.result() for f in cf.as_completed(futures))
 
