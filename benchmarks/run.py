@@ -112,7 +112,6 @@ QUICK = Sizes(
     rounds=3,
     w1_calls=8,
     w1_seconds=0.050,
-    w2_counts=(200, 1000),
     w3_calls=100,
     w5_calls=50,
     map_chunks=16,
