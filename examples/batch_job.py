@@ -113,7 +113,8 @@ def main() -> None:
     report = nightly_report.invoke(chunks)
     parallel = time.perf_counter() - started
 
-    print(f"records: {args.records}  chunks: {len(chunks)}  workers: {ProcessExecutor().max_workers}")
+    workers = ProcessExecutor().max_workers
+    print(f"records: {args.records}  chunks: {len(chunks)}  workers: {workers}")
     for key, value in report.items():
         print(f"  {key}: {value}")
     print(f"pool start {pool_start:.2f}s, job {parallel:.2f}s on the process pool")

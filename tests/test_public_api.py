@@ -1,0 +1,40 @@
+"""The public surface: exactly these names, each importable from the package."""
+
+import paralleltask
+
+PUBLIC = {
+    "Entrypoint",
+    "Executor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "SerializationError",
+    "TaskError",
+    "TaskFunction",
+    "TaskTimeoutError",
+    "ThreadExecutor",
+    "WorkerCrashedError",
+    "entrypoint",
+    "task",
+}
+
+
+def test_all_is_pinned():
+    assert set(paralleltask.__all__) == PUBLIC
+
+
+def test_every_public_name_is_importable():
+    for name in PUBLIC:
+        assert getattr(paralleltask, name) is not None
+
+
+def test_version_is_set():
+    assert paralleltask.__version__.count(".") == 2
+
+
+def test_importing_does_not_import_langgraph():
+    import subprocess
+    import sys
+
+    code = "import sys, paralleltask; print('langgraph' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
