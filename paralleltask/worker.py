@@ -18,6 +18,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -70,6 +71,10 @@ class _Worker:
         self.functions: dict[int, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_tasks: dict[int, asyncio.Task] = {}
+        # Calls received but not started, and those of them cancelled meanwhile. The
+        # reader thread adds; the runner (or the loop, for async calls) removes.
+        self.queued: set[int] = set()
+        self.cancelled: set[int] = set()
 
     def send(self, message: tuple) -> None:
         data = pickle.dumps(message, serde.PROTOCOL)
@@ -80,20 +85,23 @@ class _Worker:
         self.send((READY, os.getpid()))
         threading.Thread(target=self._read_forever, name="paralleltask-reader", daemon=True).start()
         while True:
-            message = self.inbox.get()
-            if message[0] == CALL:
-                self._start_call(*message[1:])
-            elif message[0] == STOP:
+            item = self.inbox.get()
+            if item is None:
                 return
+            self._start_call(*item)
 
     def _read_forever(self) -> None:
         try:
             while True:
                 message = pickle.loads(self.conn.recv_bytes())
-                if message[0] == CANCEL:
+                if message[0] == CALL:
+                    for item in message[1]:
+                        self.queued.add(item[0])
+                        self.inbox.put(item)
+                elif message[0] == CANCEL:
                     self._cancel(message[1])
-                else:
-                    self.inbox.put(message)
+                elif message[0] == STOP:
+                    self.inbox.put(None)
         except (EOFError, OSError):
             # The parent is gone (or closed our pipe): nobody will read our results.
             os._exit(0)
@@ -101,6 +109,11 @@ class _Worker:
     # -- one call -------------------------------------------------------------------
 
     def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async) -> None:
+        self.queued.discard(call_id)
+        if call_id in self.cancelled:
+            self.cancelled.discard(call_id)
+            self._send_text(call_id, CANCELLED, "")
+            return
         try:
             if fn_blob is not None:
                 self.functions[fn_id] = serde.loads(fn_blob)
@@ -120,12 +133,13 @@ class _Worker:
         from .run import Run
 
         token = _context.current_run.set(Run.nested_in_worker())
+        started = time.perf_counter()
         try:
             value = task.func(*args, **kwargs)
         except BaseException as exc:
-            self._send_exception(call_id, exc)
+            self._send_exception(call_id, exc, time.perf_counter() - started)
         else:
-            self._send_value(call_id, value)
+            self._send_value(call_id, value, time.perf_counter() - started)
         finally:
             _context.current_run.reset(token)
 
@@ -134,21 +148,28 @@ class _Worker:
 
         self.async_tasks[call_id] = asyncio.current_task()
         _context.current_run.set(Run.nested_in_worker(asyncio.get_running_loop()))
+        started = time.perf_counter()
         try:
+            if call_id in self.cancelled:  # cancelled between the runner and the loop
+                self.cancelled.discard(call_id)
+                raise asyncio.CancelledError
             value = await task.func(*args, **kwargs)
         except asyncio.CancelledError:
             self._send_text(call_id, CANCELLED, "")
         except BaseException as exc:
-            self._send_exception(call_id, exc)
+            self._send_exception(call_id, exc, time.perf_counter() - started)
         else:
-            self._send_value(call_id, value)
+            self._send_value(call_id, value, time.perf_counter() - started)
         finally:
             self.async_tasks.pop(call_id, None)
 
     def _cancel(self, call_id: int) -> None:
+        """Called by the reader thread: skip the call if queued, cancel it if async."""
         task = self.async_tasks.get(call_id)
         if task is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(task.cancel)
+        elif call_id in self.queued:
+            self.cancelled.add(call_id)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
@@ -160,17 +181,17 @@ class _Worker:
 
     # -- outcomes -------------------------------------------------------------------
 
-    def _send_value(self, call_id: int, value: Any) -> None:
+    def _send_value(self, call_id: int, value: Any, seconds: float) -> None:
         try:
             blob = serde.dumps(value)
         except Exception as exc:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
-            self._send_text(call_id, NOT_PICKLED, error)
+            self._send_text(call_id, NOT_PICKLED, error, seconds)
         else:
-            self.send((DONE, call_id, OK, blob))
+            self.send((DONE, call_id, OK, blob, seconds))
 
-    def _send_exception(self, call_id: int, exc: BaseException) -> None:
-        self.send((DONE, call_id, RAISED, serde.dumps_exception(exc)))
+    def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
+        self.send((DONE, call_id, RAISED, serde.dumps_exception(exc), seconds))
 
-    def _send_text(self, call_id: int, status: int, text: str) -> None:
-        self.send((DONE, call_id, status, text))
+    def _send_text(self, call_id: int, status: int, text: str, seconds: float = 0.0) -> None:
+        self.send((DONE, call_id, status, text, seconds))

@@ -2,26 +2,36 @@
 
 Data flow (compare ``concurrent.futures.process``)::
 
-    caller thread ──submit──▶ idle worker? ──yes──▶ send CALL on that worker's pipe
+    caller thread ──submit──▶ idle worker? ──yes──▶ CALL [call] on that worker's pipe
                                  │ no
                                  ▼
-                          pending deque (sync calls)
-                                 ▲                        worker process
-                                 │ next call          ┌──────────────────────┐
-    dispatcher thread ◀── DONE ──┴──────── pipe ◀─────│ reader ▸ inbox ▸ run │
-         │  decode outcome, resolve the caller's future └──────────────────────┘
-         └─ sentinel ready: the worker died → fail only its calls, spawn a replacement
+                          pending deque (sync calls, FIFO)
+                                 ▲                          worker process
+                                 │ refill: CALL [calls…]  ┌────────────────────────┐
+    dispatcher thread ◀── DONE ──┴────────── pipe ◀───────│ reader ▸ inbox ▸ runner │
+         │ free the calls, refill the worker, decode,     └────────────────────────┘
+         │ resolve the callers' futures
+         └─ sentinel ready: the worker died → fail only the call it was running,
+            re-queue the calls it had not started, spawn a replacement
 
 What each actor owns:
 
 - the **caller thread** pickles the arguments (errors at the call site) and, when a
   worker is idle, writes the CALL itself: no hop through another thread;
-- the **dispatcher thread** reads every pipe and every process sentinel with one
-  ``multiprocessing.connection.wait``; it frees a worker, hands it the next pending
-  call, then decodes the finished call's outcome and resolves its future;
-- the **pool lock** guards the bookkeeping: which worker is idle, which call each
-  worker holds (so a crash fails exactly the calls that worker held), which functions
+- the **dispatcher thread** reads every pipe and every process sentinel through one
+  selector; it refills a worker with the next pending calls, in one message, before it
+  decodes the finished outcomes and resolves their futures;
+- the **pool lock** guards the bookkeeping: which worker is idle, which calls each worker
+  holds and in what order (a worker runs its sync calls first-in first-out, so the head
+  of its queue is the one running: a crash blames exactly that call), and which functions
   each worker has already received (so a function is pickled and sent once).
+
+Prefetch: a worker may hold more than one sync call, so it never waits a round trip for
+its next one. How many is adaptive: about ``PREFETCH_SECONDS`` of work, from the run
+times the worker reports, between 1 (calls of ``PREFETCH_SECONDS`` or more: no
+prefetch, no head-of-line blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
+A call queued behind a long one waits for it even if another worker is idle; that is
+the price of batching, and it is bounded by ``PREFETCH_SECONDS`` of *expected* work.
 
 Processes come from loky's ``loky`` context (fork+exec on POSIX: no inherited locks or
 threads, the resource tracker, ``cpu_count()`` honouring cgroups), not from loky's
@@ -35,11 +45,12 @@ import atexit
 import collections
 import os
 import pickle
+import selectors
 import signal
 import threading
 import time
 import weakref
-from multiprocessing.connection import Pipe, wait
+from multiprocessing.connection import Pipe
 from typing import Any
 
 from loky.backend.context import get_context
@@ -66,6 +77,10 @@ from . import base
 BOOT_TIMEOUT = 120.0
 #: How long shutdown() lets a worker exit on STOP before killing it.
 STOP_GRACE = 5.0
+#: Expected work a worker may hold queued beyond its running call (prefetch target).
+PREFETCH_SECONDS = 0.002
+#: Most sync calls a worker may hold at once (and so the largest batch message).
+MAX_PREFETCH = 64
 
 
 class _WorkerHandle:
@@ -76,33 +91,39 @@ class _WorkerHandle:
         "booted",
         "conn",
         "eof",
+        "killed",
         "known_functions",
         "process",
         "send_lock",
-        "sync_call",
+        "sync_calls",
     )
 
     def __init__(self, process, conn) -> None:
-        self.booted = False
-        self.eof = False
         self.process = process
         self.conn = conn
         self.send_lock = threading.Lock()
-        self.sync_call: base.CallItem | None = None
-        self.async_calls: set[int] = set()
+        self.sync_calls: collections.deque[base.CallItem] = collections.deque()
+        self.async_calls: dict[int, base.CallItem] = {}
         self.known_functions: set[int] = set()
+        self.booted = False
+        self.eof = False
+        self.killed = False  # by us, to stop a call: its other calls are innocent
 
     def send_locked(self, data: bytes) -> None:
-        """Write ``data``; the caller holds ``send_lock`` and releases it after."""
+        """Write ``data``; the caller holds ``send_lock``, released here."""
         try:
             self.conn.send_bytes(data)
         except OSError:
-            pass  # the worker died; its sentinel tells the dispatcher, which fails the call
+            pass  # the worker died; its sentinel tells the dispatcher, which re-queues
         finally:
             self.send_lock.release()
 
+    def send(self, data: bytes) -> None:
+        self.send_lock.acquire()
+        self.send_locked(data)
+
     def load(self) -> int:
-        return len(self.async_calls) + (1 if self.sync_call is not None else 0)
+        return len(self.async_calls) + len(self.sync_calls)
 
 
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -131,15 +152,17 @@ class WorkerPool:
         self._context = get_context("loky")
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._booted = threading.Condition(self._lock)
         self._workers: list[_WorkerHandle] = []
         self._idle: list[_WorkerHandle] = []
         self._pending: collections.deque[base.CallItem] = collections.deque()
         self._running: dict[int, tuple[base.CallItem, _WorkerHandle]] = {}
         self._booting = 0
-        self._booted = threading.Condition(self._lock)
         self._boot_error: str | None = None
+        self._mean_run_time = PREFETCH_SECONDS  # no prefetch until calls prove short
         self._wakeup_reader, self._wakeup_writer = Pipe(duplex=False)
         self._dispatcher: threading.Thread | None = None
+        self._generation = 0  # bumped whenever the set of pipes to watch changes
         self.closing = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -154,11 +177,13 @@ class WorkerPool:
                     if not self._booted.wait(deadline - time.monotonic()):
                         raise TimeoutError(f"workers did not boot in {BOOT_TIMEOUT:.0f}s")
             if self._boot_error is not None:
-                raise RuntimeError(f"a worker's initializer failed:\n{self._boot_error}")
+                raise RuntimeError(f"the process pool cannot start: {self._boot_error}")
 
     def _start_locked(self) -> None:
         if self.closing:
-            raise RuntimeError("this process pool has been shut down")
+            raise RuntimeError("cannot run a task call: its process pool was shut down")
+        if self._boot_error is not None:
+            raise RuntimeError(f"the process pool cannot start: {self._boot_error}")
         if self._dispatcher is not None:
             return
         for _ in range(self.max_workers):
@@ -169,7 +194,7 @@ class WorkerPool:
         self._dispatcher.start()
 
     def _add_worker_locked(self) -> _WorkerHandle:
-        """Spawn one worker; the caller makes it idle or gives it a call."""
+        """Spawn one worker; the caller makes it idle or gives it calls."""
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main,
@@ -182,6 +207,7 @@ class WorkerPool:
         child_end.close()
         worker = _WorkerHandle(process, parent_end)
         self._workers.append(worker)
+        self._generation += 1
         self._booting += 1
         self._wake()
         return worker
@@ -201,41 +227,26 @@ class WorkerPool:
             self._pending.clear()
             workers, self._workers = self._workers, []
         for call in abandoned:
-            base.CallItem.deliver(call, False, base.CANCELLED)
+            call.deliver(False, base.CANCELLED)
         for worker in busy:  # only when not waiting: their calls were just cancelled
             _kill(worker.process)
         stop = pickle.dumps((STOP,))
         for worker in workers:
-            worker.send_lock.acquire()
-            worker.send_locked(stop)
+            worker.send(stop)
         self._wake()
         if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
             self._dispatcher.join(STOP_GRACE)
         # The dispatcher has exited: the pipes are ours alone to close.
-        self._reap(workers)
+        _reap(workers)
         self._wakeup_reader.close()
         self._wakeup_writer.close()
-
-    @staticmethod
-    def _reap(workers: list[_WorkerHandle]) -> None:
-        deadline = time.monotonic() + STOP_GRACE
-        for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            if worker.process.exitcode is None:
-                _kill(worker.process)
-                worker.process.join(1.0)
-            worker.conn.close()
 
     # -- calls in -------------------------------------------------------------------
 
     def submit(self, call: base.CallItem) -> None:
         with self._lock:
-            if self._dispatcher is None:
-                self._start_locked()
-            elif self.closing:
-                raise RuntimeError("cannot run a task call: its process pool was shut down")
-            if self._boot_error is not None:
-                raise RuntimeError(f"the process pool cannot start: {self._boot_error}")
+            if self._dispatcher is None or self.closing or self._boot_error is not None:
+                self._start_locked()  # raises if shut down or broken
             if call.task.is_async:
                 worker = min(self._workers, key=_WorkerHandle.load)
             elif self._idle:
@@ -243,51 +254,62 @@ class WorkerPool:
             else:
                 self._pending.append(call)
                 return
-            message = self._assign_locked(worker, call)
+            message = self._assign_locked(worker, [call])
         if message is not None:
             worker.send_locked(message)
 
-    def _assign_locked(self, worker: _WorkerHandle, call: base.CallItem) -> bytes | None:
-        """Record ``call`` on ``worker`` and return its CALL message, the send lock held.
+    def _assign_locked(self, worker: _WorkerHandle, calls: list) -> bytes | None:
+        """Record ``calls`` on ``worker``; return their CALL message with the worker's
+        send lock held (None, lock not taken, if every call was cancelled meanwhile).
 
-        Taking the worker's send lock before the pool lock is released keeps a later
-        CANCEL for this call from overtaking its CALL on the pipe.
+        Taking the send lock before the pool lock is released keeps a later CANCEL
+        for one of these calls from overtaking their CALL on the pipe.
         """
-        if not call.claim():  # cancelled while it waited
-            if not call.task.is_async:
+        items = []
+        for call in calls:
+            if not call.claim():  # cancelled while it waited
+                continue
+            task = call.task
+            fn_blob = None
+            if task.task_id not in worker.known_functions:
+                fn_blob = task.pickled()
+                worker.known_functions.add(task.task_id)
+            self._running[call.call_id] = (call, worker)
+            if task.is_async:
+                worker.async_calls[call.call_id] = call
+            else:
+                worker.sync_calls.append(call)
+            items.append((call.call_id, task.task_id, fn_blob, call.payload, task.is_async))
+        if not items:
+            if not worker.sync_calls and worker not in self._idle:
                 self._idle.append(worker)
             return None
-        task = call.task
-        fn_id = task.task_id
-        fn_blob = None
-        if fn_id not in worker.known_functions:
-            fn_blob = task.pickled()
-            worker.known_functions.add(fn_id)
-        self._running[call.call_id] = (call, worker)
-        if task.is_async:
-            worker.async_calls.add(call.call_id)
-        else:
-            worker.sync_call = call
         worker.send_lock.acquire()
-        return pickle.dumps(
-            (CALL, call.call_id, fn_id, fn_blob, call.payload, task.is_async), serde.PROTOCOL
-        )
+        return pickle.dumps((CALL, items), serde.PROTOCOL)
 
-    def _next_locked(self, worker: _WorkerHandle) -> bytes | None:
-        """Give a freed worker the next pending call that is still wanted."""
-        while self._pending:
-            message = self._assign_locked(worker, self._pending.popleft())
-            if message is not None:
+    def _refill_locked(self, worker: _WorkerHandle) -> bytes | None:
+        """Top up a worker's queue of sync calls from the pending deque, or idle it."""
+        held = len(worker.sync_calls)
+        depth = self._prefetch_depth()
+        if self._pending and held <= depth // 2:
+            fair_share = -(-len(self._pending) // len(self._workers))
+            take = min(depth - held, fair_share)
+            batch = [self._pending.popleft() for _ in range(min(take, len(self._pending)))]
+            message = self._assign_locked(worker, batch)
+            if message is not None or worker.sync_calls:
                 return message
-            self._idle.pop()  # _assign_locked put the worker back: try the next call
-        self._idle.append(worker)
+            return self._refill_locked(worker)  # all were cancelled: try the next ones
+        if not worker.sync_calls and worker not in self._idle:
+            self._idle.append(worker)
         return None
 
+    def _prefetch_depth(self) -> int:
+        """Sync calls a worker may hold: about PREFETCH_SECONDS of expected work."""
+        return max(1, min(MAX_PREFETCH, int(PREFETCH_SECONDS / max(self._mean_run_time, 1e-7))))
+
     def cancel(self, call: base.CallItem) -> None:
-        """A caller cancelled ``call``: a queued one is skipped when its turn comes;
-        a running async one is cancelled in its worker."""
-        if not call.task.is_async:
-            return
+        """A caller cancelled ``call``: one still pending is skipped when its turn comes;
+        one sent to a worker is skipped there if not started, or cancelled if async."""
         with self._lock:
             entry = self._running.get(call.call_id)
             if entry is None:
@@ -297,26 +319,28 @@ class WorkerPool:
         worker.send_locked(pickle.dumps((CANCEL, call.call_id)))
 
     def stop(self, calls: list[base.CallItem]) -> None:
-        """Stop ``calls`` now (Ctrl-C): skip the queued, kill the workers running sync ones."""
+        """Stop ``calls`` now (Ctrl-C): skip the queued, kill the workers running sync ones.
+
+        Other calls a killed worker held are innocent: they are queued again when the
+        dispatcher sees it exit (one that had started runs again).
+        """
         doomed: list[_WorkerHandle] = []
         cancels: list[tuple[_WorkerHandle, int]] = []
         with self._lock:
             for call in calls:
-                entry = self._running.pop(call.call_id, None)
+                entry = self._running.get(call.call_id)
                 if entry is None:
                     continue
                 worker = entry[1]
-                if call.task.is_async:
-                    worker.async_calls.discard(call.call_id)
-                    cancels.append((worker, call.call_id))
-                else:
-                    worker.sync_call = None
+                if not call.task.is_async and worker.sync_calls[0] is call:
+                    worker.killed = True
                     doomed.append(worker)
+                else:
+                    cancels.append((worker, call.call_id))
         for call in calls:
-            base.CallItem.deliver(call, False, base.CANCELLED)
+            call.deliver(False, base.CANCELLED)
         for worker, call_id in cancels:
-            worker.send_lock.acquire()
-            worker.send_locked(pickle.dumps((CANCEL, call_id)))
+            worker.send(pickle.dumps((CANCEL, call_id)))
         for worker in doomed:
             _kill(worker.process)  # the dispatcher sees it die and starts a replacement
 
@@ -329,75 +353,103 @@ class WorkerPool:
             pass  # shut down: nothing to wake
 
     def _dispatch_forever(self) -> None:
-        while True:
-            with self._lock:
-                if self.closing and not self._workers:
-                    return
-                by_handle: dict[Any, tuple[_WorkerHandle, bool]] = {}
-                for worker in self._workers:
-                    if not worker.eof:
-                        by_handle[worker.conn] = (worker, True)
-                    by_handle[worker.process.sentinel] = (worker, False)
-            for ready in wait([self._wakeup_reader, *by_handle]):
-                if ready is self._wakeup_reader:
-                    while self._wakeup_reader.poll():
-                        self._wakeup_reader.recv_bytes()
-                    continue
-                worker, is_pipe = by_handle[ready]
-                if is_pipe:
-                    self._receive_all(worker)
-                elif worker in self._workers:
-                    self._on_worker_exit(worker)
+        # One selector, rebuilt only when the set of pipes changes: building one per
+        # wait (as multiprocessing.connection.wait does) costs more than a message.
+        selector = selectors.DefaultSelector()
+        generation = None
+        try:
+            while True:
+                with self._lock:
+                    if self.closing and not self._workers:
+                        return
+                    if generation != self._generation:
+                        generation = self._generation
+                        selector.close()
+                        selector = self._new_selector_locked()
+                for key, _ in selector.select():
+                    if key.data is None:
+                        while self._wakeup_reader.poll():
+                            self._wakeup_reader.recv_bytes()
+                        continue
+                    worker, is_pipe = key.data
+                    if worker not in self._workers:
+                        continue
+                    if is_pipe:
+                        self._receive_all(worker)
+                    else:
+                        self._on_worker_exit(worker)
+        finally:
+            selector.close()
+
+    def _new_selector_locked(self) -> selectors.BaseSelector:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wakeup_reader, selectors.EVENT_READ, None)
+        for worker in self._workers:
+            if not worker.eof:
+                selector.register(worker.conn, selectors.EVENT_READ, (worker, True))
+            selector.register(worker.process.sentinel, selectors.EVENT_READ, (worker, False))
+        return selector
 
     def _receive_all(self, worker: _WorkerHandle) -> None:
+        """Read every message the worker has sent; handle its outcomes as one batch."""
+        outcomes = []
         conn = worker.conn
         try:
             while not worker.eof and conn.poll():
-                self._on_message(worker, pickle.loads(conn.recv_bytes()))
+                message = pickle.loads(conn.recv_bytes())
+                if message[0] == DONE:
+                    outcomes.append(message)
+                else:
+                    self._on_status(worker, message)
         except (EOFError, OSError):
-            worker.eof = True  # the worker is exiting; its sentinel will say so
+            with self._lock:  # the worker is exiting; its sentinel will say so
+                worker.eof = True
+                self._generation += 1
+        if outcomes:
+            self._on_done(worker, outcomes)
 
-    def _on_message(self, worker: _WorkerHandle, message: tuple) -> None:
-        kind = message[0]
-        if kind == DONE:
-            self._on_done(worker, *message[1:])
-        elif kind == READY:
-            with self._lock:
+    def _on_status(self, worker: _WorkerHandle, message: tuple) -> None:
+        with self._lock:
+            if message[0] == READY:
                 worker.booted = True
                 self._booting -= 1
                 self._booted.notify_all()
-        elif kind == BOOT_FAILED:
-            with self._lock:
-                self._boot_error = message[1]
+            elif message[0] == BOOT_FAILED:
+                self._boot_error = f"a worker's initializer failed:\n{message[1]}"
 
-    def _on_done(self, worker: _WorkerHandle, call_id: int, status: int, blob: Any) -> None:
-        message = None
+    def _on_done(self, worker: _WorkerHandle, outcomes: list[tuple]) -> None:
+        finished = []
         with self._lock:
-            entry = self._running.pop(call_id, None)
-            if entry is None:
-                return  # stopped by its run meanwhile
-            call = entry[0]
-            if call.task.is_async:
-                worker.async_calls.discard(call_id)
-            else:
-                worker.sync_call = None
-                if not self.closing or self._pending:
-                    message = self._next_locked(worker)
+            for _, call_id, status, blob, seconds in outcomes:
+                entry = self._running.pop(call_id, None)
+                if entry is None:
+                    continue  # abandoned by a shutdown meanwhile
+                call = entry[0]
+                if call.task.is_async:
+                    del worker.async_calls[call_id]
+                else:
+                    _remove_sync_call(worker, call)
+                    self._mean_run_time += 0.2 * (seconds - self._mean_run_time)
+                finished.append((call, status, blob))
+            message = self._refill_locked(worker)
             if self.closing and not self._running and not self._pending:
                 self._drained.notify_all()
         if message is not None:
             worker.send_locked(message)
-        ok, value = _decode_outcome(call, status, blob)
-        call.deliver(ok, value)
+        for call, status, blob in finished:
+            call.deliver(*_decode_outcome(call, status, blob))
 
     def _on_worker_exit(self, worker: _WorkerHandle) -> None:
         self._receive_all(worker)  # outcomes it sent before dying still count
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
+        failed: list[base.CallItem] = []
+        message = None
         with self._lock:
             if worker not in self._workers:
                 return  # shut down meanwhile
             self._workers.remove(worker)
+            self._generation += 1
             if worker in self._idle:
                 self._idle.remove(worker)
             if not worker.booted:
@@ -405,29 +457,60 @@ class WorkerPool:
                 if self._boot_error is None:
                     self._boot_error = f"a worker exited with {_describe_exit(exitcode)} at start"
                 self._booted.notify_all()
-            lost = [c for c, w in self._running.values() if w is worker]
-            for call in lost:
+            held = list(worker.sync_calls)
+            for call in (*held, *worker.async_calls.values()):
                 del self._running[call.call_id]
-            message = None
+            innocent_async: list[base.CallItem] = []
+            if worker.killed:  # by stop(): what it held besides the stopped calls is innocent
+                innocent_async.extend(worker.async_calls.values())
+            else:
+                if held:
+                    failed.append(held.pop(0))  # the head was running: the crash is its
+                failed.extend(worker.async_calls.values())  # all ran in the dead process
+            # The calls behind the head never started: queue them again, first in line.
+            self._pending.extendleft(reversed(held))
             if self._boot_error is not None:
                 # Workers cannot start: replacing them would loop. Fail what waits.
-                lost += list(self._pending)
+                failed.extend(self._pending)
                 self._pending.clear()
             elif not self.closing:
                 fresh = self._add_worker_locked()
-                message = self._next_locked(fresh)
+                message = self._refill_locked(fresh)
             if self.closing and not self._running and not self._pending:
                 self._drained.notify_all()
             boot_error = self._boot_error
         worker.conn.close()
         if message is not None:
             fresh.send_locked(message)
-        for call in lost:
+        for call in innocent_async:
+            try:
+                self.submit(call)
+            except RuntimeError as exc:  # the pool is closing or broken
+                call.deliver(False, exc)
+        for call in failed:
             if boot_error is not None:
                 error: Exception = RuntimeError(f"the process pool cannot start: {boot_error}")
             else:
                 error = _crash_error(call, worker.process.pid, exitcode)
             call.deliver(False, error)
+
+
+def _remove_sync_call(worker: _WorkerHandle, call: base.CallItem) -> None:
+    # Outcomes come back in the order the worker ran the calls: almost always the head.
+    if worker.sync_calls and worker.sync_calls[0] is call:
+        worker.sync_calls.popleft()
+    else:
+        worker.sync_calls.remove(call)
+
+
+def _reap(workers: list[_WorkerHandle]) -> None:
+    deadline = time.monotonic() + STOP_GRACE
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.exitcode is None:
+            _kill(worker.process)
+            worker.process.join(1.0)
+        worker.conn.close()
 
 
 def _decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, Any]:

@@ -23,7 +23,7 @@ _call_ids = itertools.count(1)
 class CallItem:
     """One task call on its way to an executor; resolves the caller's future once."""
 
-    __slots__ = ("call_id", "executor", "future", "payload", "task")
+    __slots__ = ("call_id", "executor", "future", "payload", "started", "task")
 
     def __init__(self, task: TaskFunction, payload: Any, future: Any, executor: Executor):
         self.call_id = next(_call_ids)
@@ -31,9 +31,16 @@ class CallItem:
         self.payload = payload
         self.future = future
         self.executor = executor
+        self.started = False
 
     def claim(self) -> bool:
-        """Mark the call as running; False if the caller cancelled it first."""
+        """Mark the call as running; False if it was cancelled (or stopped) first.
+
+        Idempotent: a call queued again after its worker died is claimed again.
+        """
+        if self.started:
+            return not self.future.done()
+        self.started = True
         return self.future.set_running_or_notify_cancel()
 
     def deliver(self, ok: bool, value: Any) -> None:
