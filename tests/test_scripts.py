@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -16,8 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
-def python(script, *args, **kwargs):
+def python(script, *args, tag="", **kwargs):
+    """Start ``script``; every process it starts inherits ``PT_TEST_TAG=tag``."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["PT_TEST_TAG"] = tag
     return subprocess.Popen(
         [sys.executable, os.path.join(SCRIPTS, script), *args],
         stdout=subprocess.PIPE,
@@ -55,14 +58,15 @@ def wait_for_pid_files(folder, count, timeout=30):
     raise AssertionError(f"workers did not start: {os.listdir(folder)}")
 
 
-def worker_pids():
-    """Pids of every live paralleltask worker on this machine (Linux /proc)."""
+def tagged_pids(tag):
+    """Pids of live processes whose environment carries ``PT_TEST_TAG=tag`` (Linux)."""
+    marker = f"PT_TEST_TAG={tag}".encode() + b"\0"
     found = set()
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if b"paralleltask-worker" in f.read() and alive(int(name)):
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if marker in f.read() and alive(int(name)):
                         found.add(int(name))
             except OSError:
                 continue
@@ -92,8 +96,8 @@ def workers_of(process, folder):
 
 
 def test_ctrl_c_reaches_caller_stops_workers_and_pool_recovers(tmp_path):
-    before = worker_pids()
-    process = python("interrupted.py", str(tmp_path), "catch")
+    tag = uuid.uuid4().hex
+    process = python("interrupted.py", str(tmp_path), "catch", tag=tag)
     busy = workers_of(process, tmp_path)
     started = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)
@@ -103,12 +107,12 @@ def test_ctrl_c_reaches_caller_stops_workers_and_pool_recovers(tmp_path):
     assert "interrupted" in out and "after [1, 4, 9]" in out, (out, err)
     assert wait_gone(busy) == []
     if sys.platform.startswith("linux"):  # replacements started after Ctrl-C are gone too
-        assert wait_gone(worker_pids() - before) == []
+        assert wait_gone(tagged_pids(tag)) == []
 
 
 def test_uncaught_ctrl_c_exits_with_keyboard_interrupt_and_no_orphans(tmp_path):
-    before = worker_pids()
-    process = python("interrupted.py", str(tmp_path), "raise")
+    tag = uuid.uuid4().hex
+    process = python("interrupted.py", str(tmp_path), "raise", tag=tag)
     busy = workers_of(process, tmp_path)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=30)
@@ -116,4 +120,4 @@ def test_uncaught_ctrl_c_exits_with_keyboard_interrupt_and_no_orphans(tmp_path):
     assert "KeyboardInterrupt" in err
     assert wait_gone(busy) == []
     if sys.platform.startswith("linux"):
-        assert wait_gone(worker_pids() - before) == []
+        assert wait_gone(tagged_pids(tag)) == []
