@@ -121,6 +121,36 @@ def test_worker_death_fails_only_that_call_and_the_pool_heals():
     assert main.invoke(None) == (9, [0, 1, 4, 9])
 
 
+@task
+def identity(x):
+    return x
+
+
+@task
+def die_at(x, doomed):
+    if x == doomed:
+        os._exit(11)
+    return x
+
+
+def test_crash_among_prefetched_tiny_calls_fails_only_the_culprit():
+    @entrypoint()
+    def main(n):
+        # Tiny calls first, so that workers hold batches of prefetched calls.
+        assert [f.result() for f in [identity(i) for i in range(500)]] == list(range(500))
+        futures = [die_at(i, n // 2) for i in range(n)]
+        outcomes = []
+        for f in futures:
+            try:
+                outcomes.append(f.result())
+            except WorkerCrashedError as error:
+                outcomes.append(error.exitcode)
+        return outcomes
+
+    outcomes = main.invoke(400)
+    assert outcomes == [11 if i == 200 else i for i in range(400)]
+
+
 def test_worker_crash_error_names_task_and_exit_code():
     @entrypoint()
     def main(_):

@@ -99,6 +99,8 @@ def test_ctrl_c_reaches_caller_stops_workers_and_pool_recovers(tmp_path):
     tag = uuid.uuid4().hex
     process = python("interrupted.py", str(tmp_path), "catch", tag=tag)
     busy = workers_of(process, tmp_path)
+    if sys.platform.startswith("linux"):
+        assert busy <= tagged_pids(tag)  # the tag finds the script's workers
     started = time.monotonic()
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=30)

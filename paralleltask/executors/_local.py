@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import serde
 from ..errors import SerializationError
-from .base import CallItem
+from .base import CANCELLED, CallItem
 
 
 def arguments(call: CallItem, serializes: bool) -> tuple[tuple, dict]:
@@ -38,7 +38,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
     try:
         args, kwargs = arguments(call, serializes)
         value = call.task.func(*args, **kwargs)
-    except Exception as exc:
+    except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
         call.deliver(False, exc)
     else:
         call.deliver(*outcome_of_value(call, value, serializes))
@@ -54,9 +54,12 @@ async def _run_async(call: CallItem, serializes: bool) -> None:
         args, kwargs = arguments(call, serializes)
         value = await call.task.func(*args, **kwargs)
     except asyncio.CancelledError:
-        call.future.cancel()
+        call.deliver(False, CANCELLED)
         raise
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit) as exc:
+        call.deliver(False, exc)
+        raise  # asyncio stops the loop on these: keep its behaviour
+    except BaseException as exc:
         call.deliver(False, exc)
     else:
         call.deliver(*outcome_of_value(call, value, serializes))
