@@ -31,8 +31,6 @@ TASK_FUNCTIONS: tuple[Callable, ...] = (
     workloads.count_words_and_bigrams,
 )
 
-_PRINT_TWO_BURNS = "print([cpu_burn(1, {loops}), cpu_burn(2, {loops})])"
-
 
 def expected_fresh_process_output(loops: int) -> str:
     """What every peer's fresh-process script must print."""

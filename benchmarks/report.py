@@ -32,6 +32,7 @@ class Session:
     not_applicable: set[tuple[str, str]]  # (workload key, peer name)
     machine: dict[str, str]
     sizes: str
+    warnings: list[str]
 
 
 def per_round_values(history: History, key: str, column: Column, peer: str) -> list[float]:
@@ -150,6 +151,7 @@ def render(session: Session) -> str:
         *machine_section(session),
         f"- sizes: {session.sizes}",
         "",
+        *(f"> **Warning:** {warning}\n" for warning in session.warnings),
         f"Every cell is the median over {rounds} round(s); ratios are taken within each round "
         "(peers interleaved, order rotated per round) and then their median is reported, with "
         "the min-max over rounds in brackets in the detailed tables. Speed-up = serial time / "

@@ -43,18 +43,19 @@ deadline is declared hung: every thread's traceback is printed and the peer is d
 How to read the table: speed-up columns are serial / peer (higher is better; 2 cores cap
 them at ~2x); "÷ X" columns are peer / X (below 1.00x means faster than X); µs and s
 columns are medians of absolute values, secondary to the ratios. "—": not applicable.
-``--quick`` shrinks every workload and runs 3 rounds: a smoke test, not a measurement.
-Raw per-round metrics go to ``benchmarks/_out/results.json``.
+``--quick`` shrinks every workload but W2 and runs 3 rounds: a smoke test, not a
+measurement. The report also says how much CPU other processes took during the run (and
+warns when they took more than a sliver: on 2 cores that ruins speed-ups). Raw per-round
+metrics go to ``benchmarks/_out/results.json``. Exit status: 0 when every peer ran every
+workload correctly, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import faulthandler
 import json
 import os
-import platform
 import queue
 import sys
 import threading
@@ -62,15 +63,16 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
+# ``benchmarks.workloads`` must import here and in every worker, whatever its start method.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])
+    filter(None, [sys.path[0], os.environ.get("PYTHONPATH")])
 )
 
 from benchmarks import workloads
+from benchmarks.machine import ForeignCpuMeter, machine_description
 from benchmarks.peers import CPU_COUNT, PEER_FACTORIES, Peer
 from benchmarks.report import Failure, Session, render
 from benchmarks.suite import (
@@ -118,6 +120,7 @@ QUICK = Sizes(
     map_chunk_bytes=200_000,
     deadline_s=120.0,
 )
+BUSY_MACHINE_CORES = 0.15  # foreign CPU use above which the report carries a warning
 W7_LOOPS = 10_000  # ~1 ms per task: W7 measures start-up, not work
 
 
@@ -213,6 +216,7 @@ def start_peers(
         try:
             peer = bench.call(factory, deadline_s)
             bench.call(peer.start, deadline_s)
+            warm_up(bench, peer, deadline_s)
         except Exception as error:
             skipped[name] = f"{type(error).__name__}: {error}".strip().splitlines()[0]
             print(f"skipping {name}: {skipped[name]}", flush=True)
@@ -223,22 +227,21 @@ def start_peers(
     return started, skipped
 
 
-def warm_up(bench: BenchThread, peers: list[Peer], deadline_s: float) -> None:
+def warm_up(bench: BenchThread, peer: Peer, deadline_s: float) -> None:
     """Import the task functions in every worker before anything is timed."""
     tiny_calls = {
         workloads.identity: [(i,) for i in range(4 * CPU_COUNT)],
         workloads.cpu_burn: [(i, 1000) for i in range(4 * CPU_COUNT)],
         workloads.count_words_and_bigrams: [("a b c",)] * (4 * CPU_COUNT),
     }
-    for peer in peers:
-        for func, calls in tiny_calls.items():
-            bench.call(lambda peer=peer, f=func, c=calls: peer.run_all(f, c), deadline_s)
+    for func, calls in tiny_calls.items():
+        bench.call(lambda f=func, c=calls: peer.run_all(f, c), deadline_s)
 
 
 class Rounds:
     """Runs the rounds and keeps what each measurement gave."""
 
-    def __init__(self, bench: BenchThread, peers: list[Peer], suite: list[Workload], sizes):
+    def __init__(self, bench: BenchThread, peers: list[Peer], suite: list[Workload], sizes: Sizes):
         self.bench, self.peers, self.suite, self.sizes = bench, peers, suite, sizes
         self.history: list[dict[str, dict]] = []
         self.failures: dict[tuple[str, str], Failure] = {}
@@ -257,8 +260,10 @@ class Rounds:
     def _run_workload(self, workload: Workload, order: list[Peer]) -> dict:
         metrics = {}
         for peer in order:
-            if (workload.key, peer.name) in self.not_applicable | set(self.failures):
+            if (workload.key, peer.name) in self.not_applicable:
                 continue
+            if (workload.key, peer.name) in self.failures:
+                continue  # it failed in an earlier round: its numbers would mean nothing
             if peer.name in self.hung:
                 self.failures[workload.key, peer.name] = Failure("hung", "dropped after a hang")
                 continue
@@ -284,38 +289,20 @@ class Rounds:
             return Failure("error", "".join(traceback.format_exception_only(error)))
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def busy_machine_warning(foreign_cores: float) -> list[str]:
+    if foreign_cores < BUSY_MACHINE_CORES:
+        return []
+    return [
+        f"The machine was not ours alone: other processes (or the hypervisor) took "
+        f"{foreign_cores:.2f} of its {CPU_COUNT} cores on average. Speed-ups and ratios "
+        "between peers are understated and noisy; run again on an idle machine."
+    ]
 
 
-def package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_description(command: str) -> dict[str, str]:
-    versions = ", ".join(
-        f"{name} {package_version(name)}"
-        for name in ("paralleltask", "langgraph", "loky", "cloudpickle", "joblib")
+def quick_warning(quick: bool) -> list[str]:
+    return (
+        ["`--quick`: small sizes and 3 rounds, a smoke test, not a measurement."] if quick else []
     )
-    return {
-        "command": f"`{command}`",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "CPU": f"{cpu_model()}, {CPU_COUNT} usable cores (os.cpu_count() = {os.cpu_count()})",
-        "Python": f"{platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.release()}",
-        "packages": versions,
-        "load average (1 min) at start": f"{os.getloadavg()[0]:.2f}",
-    }
 
 
 def close_peers(bench: BenchThread, peers: list[Peer], hung: set[str]) -> None:
@@ -355,16 +342,21 @@ def main() -> int:
         sizes = Sizes(**{**sizes.__dict__, "rounds": arguments.rounds})
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
     machine = machine_description(command.strip())
+    foreign_cpu = ForeignCpuMeter()
     bench = BenchThread()
     suite = bench.call(lambda: build_suite(sizes), sizes.deadline_s)
     wanted = {"serial", *arguments.peers.split(",")}
     peers, skipped = start_peers(bench, wanted, sizes.deadline_s)
     for workload in suite:
         workload.prepare(peers[0])  # the serial peer: the expected results
-    warm_up(bench, peers, sizes.deadline_s)
     rounds = Rounds(bench, peers, suite, sizes)
     rounds.run()
     close_peers(bench, peers, rounds.hung)
+    foreign_text, foreign_cores = foreign_cpu.describe()
+    machine |= {
+        "load average (1 min) at end": f"{os.getloadavg()[0]:.2f}",
+        "during the run": foreign_text,
+    }
     session = Session(
         peers=[name for name, _ in PEER_FACTORIES if peer_key(name) in wanted],
         suite=suite,
@@ -372,7 +364,8 @@ def main() -> int:
         failures=rounds.failures,
         skipped=skipped,
         not_applicable=rounds.not_applicable,
-        machine={**machine, "load average (1 min) at end": f"{os.getloadavg()[0]:.2f}"},
+        machine=machine,
+        warnings=busy_machine_warning(foreign_cores) + quick_warning(arguments.quick),
         sizes=sizes.describe(),
     )
     markdown = render(session)

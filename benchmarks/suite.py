@@ -253,7 +253,7 @@ class FreshProcess(Workload):
         # If the child hangs, it prints every thread's traceback before the parent gives up.
         watchdog = (
             "import faulthandler\n"
-            f"faulthandler.dump_traceback_later({self.timeout_s - 5}, exit=True)\n"
+            f"faulthandler.dump_traceback_later({self.timeout_s * 0.9}, exit=True)\n"
         )
         seconds, child = timed(self._run_child, watchdog + script)
         if child.returncode != 0:

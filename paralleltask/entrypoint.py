@@ -132,9 +132,10 @@ class Entrypoint:
         thread of the loop's default executor, as LangGraph runs it."""
         self._check_call(config, context, stream_mode, durability, kwargs)
         if not self.is_async:
+            loop = asyncio.get_running_loop()
             ctx = contextvars.copy_context()
-            return await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(ctx.run, self._run_sync, input, config)
+            return await loop.run_in_executor(
+                None, functools.partial(ctx.run, self._run_sync, input, config, loop)
             )
         run = Run(self._executor(), asyncio.get_running_loop())
         token = _context.current_run.set(run)
@@ -148,8 +149,13 @@ class Entrypoint:
             _context.current_run.reset(token)
         return _plucked(result)
 
-    def _run_sync(self, input: Any, config: dict[str, Any] | None) -> Any:
-        run = Run(self._executor())
+    def _run_sync(
+        self,
+        input: Any,
+        config: dict[str, Any] | None,
+        caller_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Any:
+        run = Run(self._executor(), task_loop=caller_loop)
         token = _context.current_run.set(run)
         try:
             result = self.func(input, **self._injections(config))
@@ -176,6 +182,7 @@ class Entrypoint:
     @staticmethod
     async def _end_failed_async(run: Run, exc: BaseException) -> None:
         if isinstance(exc, Exception):
+            run.cancel_async_calls()
             try:
                 await run.await_outstanding()
                 return

@@ -24,21 +24,35 @@ ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
 
 
 class Run:
-    __slots__ = ("_outstanding", "executor", "loop")
+    """One invoke's task calls.
 
-    def __init__(self, executor: Executor, loop: asyncio.AbstractEventLoop | None = None):
+    ``loop`` is the body's event loop (an async body: futures are asyncio futures on
+    it); ``task_loop`` is where async tasks run when they run in this process: the
+    body's loop, or for a sync body under ``ainvoke`` the caller's loop, as LangGraph.
+    """
+
+    __slots__ = ("_outstanding", "executor", "loop", "task_loop")
+
+    def __init__(
+        self,
+        executor: Executor,
+        loop: asyncio.AbstractEventLoop | None = None,
+        task_loop: asyncio.AbstractEventLoop | None = None,
+    ):
         self.executor = executor
         self.loop = loop
+        self.task_loop = loop if loop is not None else task_loop
         self._outstanding: dict[Any, CallItem] = {}
 
     @classmethod
-    def nested_in_worker(cls, loop: asyncio.AbstractEventLoop | None = None) -> Run:
-        """The run of code inside a worker: always inline, never a pool in a worker."""
+    def nested(cls, loop: asyncio.AbstractEventLoop | None = None) -> Run:
+        """The run of task calls made inside a running task: inline, where that task runs
+        (so no pool is ever started in a worker, and a thread never waits on its pool)."""
         return cls(InlineExecutor(), loop)
 
     def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:
         """Schedule one call of ``task`` and return its future."""
-        if task.is_async and self.loop is None:
+        if task.is_async and self.task_loop is None:
             raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
         executor = self.executor
         if executor.serializes:
@@ -47,7 +61,7 @@ class Run:
             payload = (args, kwargs)
         if self.loop is None:
             future: Any = TaskFuture()
-            call: CallItem = CallItem(task, payload, future, executor)
+            call: CallItem = CallItem(task, payload, future, executor, self.task_loop)
             future.call = call
         else:
             future = self.loop.create_future()
@@ -76,6 +90,13 @@ class Run:
         """Wait until every call of this run has finished (an async run's end)."""
         while pending := [f for f in list(self._outstanding) if not f.done()]:
             await asyncio.wait(pending)
+
+    def cancel_async_calls(self) -> None:
+        """An async body failed: cancel its async tasks still running, as LangGraph does
+        (its sync tasks are left to finish)."""
+        for future, call in list(self._outstanding.items()):
+            if call.task.is_async:
+                future.cancel()
 
     def stop(self) -> None:
         """Ctrl-C: drop what is queued and stop what runs; nothing waits for them."""

@@ -64,29 +64,71 @@ def copy_value(value: Any) -> Any:
 
 
 def dumps_exception(exc: BaseException) -> bytes:
-    """Pickle ``exc`` with its worker-side traceback text.
+    """Pickle ``exc`` (with its ``__cause__``/``__context__`` chain) and its worker-side
+    traceback text.
 
     An exception that will not pickle (an attribute holding a lock, say) is replaced by
-    a :class:`TaskError` carrying the original type name, message and traceback.
+    a :class:`TaskError` carrying the original type name, message and traceback; a link
+    of the chain that will not pickle is dropped.
     """
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        return dumps((_reduce_exception(exc), tb))
+        return dumps((_portable(exc, set()), tb))
     except Exception as failure:
         stand_in = TaskError(
             f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception raised "
             f"in the worker could not be pickled: {type(failure).__name__}: {failure})"
         )
-        return dumps((_reduce_exception(stand_in), tb))
+        return dumps((_portable(stand_in, set()), tb))
 
 
-def loads_exception(blob: bytes) -> BaseException:
-    """Re-build an exception pickled by :func:`dumps_exception`, chained to its traceback."""
-    (rebuild, args, state), tb = loads(blob)
+def loads_exception(blob: bytes, where: str = "the worker") -> BaseException:
+    """Re-build an exception pickled by :func:`dumps_exception`; its formatted output
+    shows the worker's traceback (a note on 3.11+, the end of the cause chain before)."""
+    portable, tb = loads(blob)
+    exc = _rebuilt(portable)
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"\nTraceback in {where} (most recent call last):\n{tb}".rstrip())
+    else:  # Python 3.10: no notes; hang it at the end of the cause chain, as CPython does
+        end, seen = exc, set()
+        while end.__cause__ is not None and id(end) not in seen:
+            seen.add(id(end))
+            end = end.__cause__
+        end.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    return exc
+
+
+#: How many links of a ``__cause__``/``__context__`` chain cross the boundary.
+CHAIN_DEPTH = 8
+
+
+def _portable(exc: BaseException, seen: set[int]) -> tuple:
+    """``exc`` as picklable parts: how to rebuild it, its state, and its chain."""
+    seen.add(id(exc))
+    rebuild, args, state = _reduce_exception(exc)
+    chain = []
+    for linked in (exc.__cause__, exc.__context__):
+        part = None
+        if linked is not None and id(linked) not in seen and len(seen) < CHAIN_DEPTH:
+            try:
+                part = _portable(linked, seen)
+                dumps(part)  # a link that will not pickle is dropped, not fatal
+            except Exception:
+                part = None
+        chain.append(part)
+    return rebuild, args, state, chain[0], chain[1], exc.__suppress_context__
+
+
+def _rebuilt(portable: tuple) -> BaseException:
+    rebuild, args, state, cause, context, suppress_context = portable
     exc = rebuild(*args)
     if state:
         _set_state(exc, state)
-    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    if cause is not None:
+        exc.__cause__ = _rebuilt(cause)
+    if context is not None:
+        exc.__context__ = _rebuilt(context)
+    exc.__suppress_context__ = suppress_context
     return exc
 
 
@@ -95,20 +137,23 @@ def _reduce_exception(exc: BaseException) -> tuple:
     func, args = rv[0], rv[1]
     state = rv[2] if len(rv) > 2 else None
     if func is type(exc):
-        # The default reduction calls ``cls(*args)``, which fails when ``__init__``
-        # takes other arguments than it passes to ``super().__init__``: fall back.
+        # The default reduction calls ``cls(*args)``: that fails when ``__init__`` takes
+        # other arguments than it passes to ``super().__init__``, and runs user code.
         return _rebuild_exception, (func, args), state
     return func, args, state
 
 
 def _rebuild_exception(cls: type, args: tuple) -> BaseException:
+    """Make ``cls`` with ``args`` without running a user-defined ``__init__``."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    # Built-in fields come from the built-in __init__ (SystemExit.code, OSError.errno...).
+    builtin = next(c for c in cls.__mro__ if c.__module__ == "builtins")
     try:
-        # Lets built-ins set what their __init__ sets (SystemExit.code, ...).
-        return cls(*args)
+        builtin.__init__(exc, *args)
     except Exception:
-        exc = cls.__new__(cls, *args)
-        exc.args = args
-        return exc
+        pass
+    return exc
 
 
 def _set_state(exc: BaseException, state: Any) -> None:

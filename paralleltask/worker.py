@@ -71,8 +71,10 @@ class _Worker:
         self.functions: dict[int, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_tasks: dict[int, asyncio.Task] = {}
-        # Calls received but not started, and those of them cancelled meanwhile. The
-        # reader thread adds; the runner (or the loop, for async calls) removes.
+        # Calls received but not started, and those of them cancelled meanwhile: the
+        # reader thread adds, the runner (or the loop, for async calls) removes, under
+        # ``calls_lock`` so a CANCEL is never lost between "queued" and "running".
+        self.calls_lock = threading.Lock()
         self.queued: set[int] = set()
         self.cancelled: set[int] = set()
 
@@ -95,8 +97,9 @@ class _Worker:
             while True:
                 message = pickle.loads(self.conn.recv_bytes())
                 if message[0] == CALL:
+                    with self.calls_lock:
+                        self.queued.update(item[0] for item in message[1])
                     for item in message[1]:
-                        self.queued.add(item[0])
                         self.inbox.put(item)
                 elif message[0] == CANCEL:
                     self._cancel(message[1])
@@ -109,9 +112,7 @@ class _Worker:
     # -- one call -------------------------------------------------------------------
 
     def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async) -> None:
-        self.queued.discard(call_id)
-        if call_id in self.cancelled:
-            self.cancelled.discard(call_id)
+        if not is_async and not self._begin(call_id):
             self._send_text(call_id, CANCELLED, "")
             return
         try:
@@ -120,6 +121,7 @@ class _Worker:
             task = self.functions[fn_id]
             args, kwargs = serde.loads(args_blob)
         except Exception as exc:
+            self._begin(call_id)  # no longer queued
             self._send_text(call_id, NOT_LOADED, f"{type(exc).__name__}: {exc}")
             return
         if is_async:
@@ -132,10 +134,12 @@ class _Worker:
     def _run_sync(self, call_id, task, args, kwargs) -> None:
         from .run import Run
 
-        token = _context.current_run.set(Run.nested_in_worker())
+        run = Run.nested()
+        token = _context.current_run.set(run)
         started = time.perf_counter()
         try:
             value = task.func(*args, **kwargs)
+            run.wait_outstanding()
         except BaseException as exc:
             self._send_exception(call_id, exc, time.perf_counter() - started)
         else:
@@ -146,14 +150,14 @@ class _Worker:
     async def _run_async(self, call_id, task, args, kwargs) -> None:
         from .run import Run
 
-        self.async_tasks[call_id] = asyncio.current_task()
-        _context.current_run.set(Run.nested_in_worker(asyncio.get_running_loop()))
+        run = Run.nested(asyncio.get_running_loop())
+        _context.current_run.set(run)
         started = time.perf_counter()
         try:
-            if call_id in self.cancelled:  # cancelled between the runner and the loop
-                self.cancelled.discard(call_id)
+            if not self._begin(call_id, asyncio.current_task()):
                 raise asyncio.CancelledError
             value = await task.func(*args, **kwargs)
+            await run.await_outstanding()
         except asyncio.CancelledError:
             self._send_text(call_id, CANCELLED, "")
         except BaseException as exc:
@@ -163,13 +167,25 @@ class _Worker:
         finally:
             self.async_tasks.pop(call_id, None)
 
+    def _begin(self, call_id: int, async_task: asyncio.Task | None = None) -> bool:
+        """Move a call from queued to running; False if it was cancelled meanwhile."""
+        with self.calls_lock:
+            self.queued.discard(call_id)
+            if call_id in self.cancelled:
+                self.cancelled.discard(call_id)
+                return False
+            if async_task is not None:
+                self.async_tasks[call_id] = async_task
+            return True
+
     def _cancel(self, call_id: int) -> None:
         """Called by the reader thread: skip the call if queued, cancel it if async."""
-        task = self.async_tasks.get(call_id)
+        with self.calls_lock:
+            task = self.async_tasks.get(call_id)
+            if task is None and call_id in self.queued:
+                self.cancelled.add(call_id)
         if task is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(task.cancel)
-        elif call_id in self.queued:
-            self.cancelled.add(call_id)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .. import serde
+from .. import _context, serde
 from ..errors import SerializationError
 from .base import CANCELLED, CallItem
 
@@ -34,25 +34,48 @@ def result_error(task_name: str, value: Any, exc: BaseException) -> Serializatio
 
 
 def run_sync(call: CallItem, serializes: bool) -> None:
-    """Run a sync call here and now, in the calling thread, and deliver its outcome."""
+    """Run a sync call here and now, in the calling thread, and deliver its outcome.
+
+    Task calls made inside it belong to a nested inline run, as in a worker.
+    """
+    from ..run import Run  # run imports the executors: import at call time
+
+    run = Run.nested()
+    token = _context.current_run.set(run)
     try:
         args, kwargs = arguments(call, serializes)
         value = call.task.func(*args, **kwargs)
+        run.wait_outstanding()
     except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
         call.deliver(False, exc)
     else:
         call.deliver(*outcome_of_value(call, value, serializes))
+    finally:
+        _context.current_run.reset(token)
 
 
-def start_async(call: CallItem, serializes: bool) -> asyncio.Task:
-    """Start an async call as a task on the run's event loop (the calling thread's)."""
-    return asyncio.get_running_loop().create_task(_run_async(call, serializes))
+def start_async(call: CallItem, serializes: bool) -> Any:
+    """Start an async call on the run's event loop: a task if that loop runs this
+    thread, else scheduled onto it from here (a sync body under ``ainvoke``)."""
+    coroutine = _run_async(call, serializes)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None and running is call.loop:
+        return running.create_task(coroutine)
+    return asyncio.run_coroutine_threadsafe(coroutine, call.loop)
 
 
 async def _run_async(call: CallItem, serializes: bool) -> None:
+    from ..run import Run
+
+    run = Run.nested(asyncio.get_running_loop())
+    _context.current_run.set(run)  # in this task's own copy of the context
     try:
         args, kwargs = arguments(call, serializes)
         value = await call.task.func(*args, **kwargs)
+        await run.await_outstanding()
     except asyncio.CancelledError:
         call.deliver(False, CANCELLED)
         raise

@@ -23,14 +23,23 @@ _call_ids = itertools.count(1)
 class CallItem:
     """One task call on its way to an executor; resolves the caller's future once."""
 
-    __slots__ = ("call_id", "executor", "future", "payload", "started", "task")
+    __slots__ = ("call_id", "executor", "future", "loop", "payload", "started", "task")
 
-    def __init__(self, task: TaskFunction, payload: Any, future: Any, executor: Executor):
+    def __init__(
+        self,
+        task: TaskFunction,
+        payload: Any,
+        future: Any,
+        executor: Executor,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ):
         self.call_id = next(_call_ids)
         self.task = task
         self.payload = payload
         self.future = future
         self.executor = executor
+        #: Where an async task runs when it runs in this process (the run's loop).
+        self.loop = loop
         self.started = False
 
     def claim(self) -> bool:
@@ -70,11 +79,7 @@ def _cancel_future(future: Any) -> None:
 class AsyncCallItem(CallItem):
     """A call whose future is an :class:`asyncio.Future` on the run's event loop."""
 
-    __slots__ = ("loop",)
-
-    def __init__(self, task, payload, future, executor, loop: asyncio.AbstractEventLoop):
-        super().__init__(task, payload, future, executor)
-        self.loop = loop
+    __slots__ = ()
 
     def claim(self) -> bool:
         return not self.future.done()
