@@ -87,13 +87,18 @@ class Entrypoint:
         if not parameters:
             raise ValueError("Entrypoint function must have at least one parameter")
         self.func = func
-        self.name: str = func.__name__
+        self.name: str = getattr(func, "__name__", type(func).__name__)
         self.executor = executor
         self.is_async = inspect.iscoroutinefunction(func)
         self._injected = tuple(p.name for p in parameters[1:] if p.name in INJECTABLE)
         for name in self._injected:
             if name in NOT_YET_INJECTABLE:
-                refuse(f"entrypoint body parameter {name!r}: @entrypoint", context=name)
+                raise NotImplementedError(
+                    f"Entrypoint {self.name!r} asks for the {name!r} parameter, which this "
+                    "version of paralleltask does not inject yet (it arrives with runtime "
+                    "context and the store). Remove the parameter, or keep this program on "
+                    "langgraph.func until then."
+                )
         functools.update_wrapper(self, func)
 
     # -- running ------------------------------------------------------------------

@@ -255,6 +255,8 @@ class WorkerPool:
                 self._pending.append(call)
                 return
             message = self._assign_locked(worker, [call])
+            if message is None and not worker.sync_calls and not call.task.is_async:
+                self._idle.append(worker)  # the call was cancelled before it could go
         if message is not None:
             worker.send_locked(message)
 
@@ -281,24 +283,20 @@ class WorkerPool:
                 worker.sync_calls.append(call)
             items.append((call.call_id, task.task_id, fn_blob, call.payload, task.is_async))
         if not items:
-            if not worker.sync_calls and worker not in self._idle:
-                self._idle.append(worker)
             return None
         worker.send_lock.acquire()
         return pickle.dumps((CALL, items), serde.PROTOCOL)
 
     def _refill_locked(self, worker: _WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it."""
-        held = len(worker.sync_calls)
         depth = self._prefetch_depth()
-        if self._pending and held <= depth // 2:
+        while self._pending and len(worker.sync_calls) <= depth // 2:
             fair_share = -(-len(self._pending) // len(self._workers))
-            take = min(depth - held, fair_share)
-            batch = [self._pending.popleft() for _ in range(min(take, len(self._pending)))]
-            message = self._assign_locked(worker, batch)
-            if message is not None or worker.sync_calls:
+            take = min(depth - len(worker.sync_calls), fair_share, len(self._pending))
+            message = self._assign_locked(worker, [self._pending.popleft() for _ in range(take)])
+            if message is not None:
                 return message
-            return self._refill_locked(worker)  # all were cancelled: try the next ones
+            # every call of that batch had been cancelled: try the next ones
         if not worker.sync_calls and worker not in self._idle:
             self._idle.append(worker)
         return None
