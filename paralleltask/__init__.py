@@ -6,10 +6,12 @@ entrypoint's thread or event loop. A program written for ``langgraph.func`` runs
 unchanged after ``from paralleltask import task, entrypoint``.
 """
 
+from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
 from .errors import SerializationError, TaskError, TaskTimeoutError, WorkerCrashedError
 from .executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from .task import TaskFunction, task
+from .types import RetryPolicy, Runtime, default_retry_on
 
 __version__ = "0.1.0"
 
@@ -18,12 +20,18 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
+    "RetryPolicy",
+    "Runtime",
     "SerializationError",
     "TaskError",
     "TaskFunction",
     "TaskTimeoutError",
     "ThreadExecutor",
     "WorkerCrashedError",
+    "default_retry_on",
     "entrypoint",
+    "get_config",
+    "get_runtime",
+    "get_stream_writer",
     "task",
 ]

@@ -2,9 +2,10 @@
 
 Parent → worker::
 
-    (CALL, [(call_id, fn_id, fn_blob | None, args_blob, is_async), ...])
+    (CALL, [(call_id, fn_id, fn_blob | None, args_blob, is_async, run_id, run_blob), ...])
         run these calls (a batch of one or more), sync ones in order; fn_blob is sent
-        once per worker, later calls name fn_id only
+        once per worker, later calls name fn_id only; run_blob is the run's pickled
+        RunInfo (config, context, stream modes, retry policies), pickled once per run
     (CANCEL, call_id)       skip a call not started yet; cancel a running async one
                             (a running sync call is stopped by killing its worker)
     (STOP,)                 finish and exit
@@ -15,10 +16,11 @@ Worker → parent::
     (BOOT_FAILED, traceback_text)           the initializer raised; the worker exits
     (DONE, call_id, status, blob, seconds)  a call's outcome (statuses below) and how
                                             long it ran, which sizes the prefetch
+    (EVENT, call_id, mode, blob)            a stream chunk written while the call runs
+                                            (custom chunks, nested calls' updates)
 
 Reserved for the issues that follow, on the same pipe: a worker's question about a
-nested task call and the parent's answer, and stream events and heartbeats while a
-call runs.
+nested task call and the parent's answer, and heartbeats.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ STOP = 3
 READY = 10
 BOOT_FAILED = 11
 DONE = 12
+EVENT = 13
 
 # DONE statuses
 OK = 0  #: blob is the pickled result

@@ -6,28 +6,30 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _context
+from ._retry import as_policies, retry_delay
 from ._unsupported import refuse
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
-from .run import Run
+from .run import Run, RunInfo
+from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
 
 R = TypeVar("R")
 S = TypeVar("S")
 
 #: Parameters LangGraph injects into an entrypoint body by name (besides the input).
 INJECTABLE = ("config", "previous", "writer", "runtime", "store")
-#: Of those, the ones a later issue brings (refused at decoration until then).
-NOT_YET_INJECTABLE = ("runtime", "store")
 
-
-def _no_op_writer(chunk: Any) -> None:
-    """The stream writer of a run that streams nothing (``invoke``): drops the chunk."""
+#: The id of an entrypoint's own task in debug/tasks chunks.
+ENTRYPOINT_TASK_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class entrypoint:
@@ -36,6 +38,7 @@ class entrypoint:
     The body runs in the caller's thread (``invoke``) or on the caller's event loop
     (``ainvoke``); its task calls run on ``executor`` (default: the process-wide
     :class:`ProcessExecutor`). Inside a worker process every run is inline.
+    ``retry_policy`` applies to the body and to its tasks that have none of their own.
     """
 
     def __init__(
@@ -54,9 +57,7 @@ class entrypoint:
             checkpointer=checkpointer,
             store=store,
             cache=cache,
-            context_schema=context_schema,
             cache_policy=cache_policy,
-            retry_policy=retry_policy,
             timeout=timeout,
         )
         if executor is not None and not isinstance(executor, Executor):
@@ -65,9 +66,11 @@ class entrypoint:
                 f"ThreadExecutor, InlineExecutor), got {executor!r}"
             )
         self.executor = executor
+        self.context_schema = context_schema
+        self.retry_policies = as_policies(retry_policy, "entrypoint")
 
     def __call__(self, func: Callable[..., Any]) -> Entrypoint:
-        return Entrypoint(func, self.executor)
+        return Entrypoint(func, self.executor, self.retry_policies, self.context_schema)
 
     @dataclass(frozen=True)
     class final(Generic[R, S]):
@@ -78,9 +81,16 @@ class entrypoint:
 
 
 class Entrypoint:
-    """A decorated entrypoint: ``invoke``/``ainvoke`` and LangGraph's other methods."""
+    """A decorated entrypoint: ``invoke``/``ainvoke``, ``stream``/``astream`` and
+    LangGraph's other methods."""
 
-    def __init__(self, func: Callable[..., Any], executor: Executor | None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        executor: Executor | None,
+        retry_policies: tuple = (),
+        context_schema: Any = None,
+    ) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise NotImplementedError("Generators are not supported in the Functional API.")
         parameters = list(inspect.signature(func).parameters.values())
@@ -89,19 +99,13 @@ class Entrypoint:
         self.func = func
         self.name: str = getattr(func, "__name__", type(func).__name__)
         self.executor = executor
+        self.retry_policies = retry_policies
+        self.context_schema = context_schema
         self.is_async = inspect.iscoroutinefunction(func)
         self._injected = tuple(p.name for p in parameters[1:] if p.name in INJECTABLE)
-        for name in self._injected:
-            if name in NOT_YET_INJECTABLE:
-                raise NotImplementedError(
-                    f"Entrypoint {self.name!r} asks for the {name!r} parameter, which this "
-                    "version of paralleltask does not inject yet (it arrives with runtime "
-                    "context and the store). Remove the parameter, or keep this program on "
-                    "langgraph.func until then."
-                )
         functools.update_wrapper(self, func)
 
-    # -- running ------------------------------------------------------------------
+    # -- public: running ----------------------------------------------------------
 
     def invoke(
         self,
@@ -109,19 +113,18 @@ class Entrypoint:
         config: dict[str, Any] | None = None,
         *,
         context: Any = None,
-        stream_mode: str = "values",
+        stream_mode: Any = "values",
         durability: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the body with ``input`` and return what it returns."""
-        self._check_call(config, context, stream_mode, durability, kwargs)
-        if self.is_async:
-            raise TypeError(
-                f'No synchronous function provided to "{self.name}".\n'
-                "Either initialize with a synchronous function or invoke via the async "
-                "API (ainvoke, astream, etc.)"
-            )
-        return self._run_sync(input, config)
+        """Run the body with ``input`` and return what it returns; with another
+        ``stream_mode`` than ``"values"``, the list of chunks ``stream()`` would yield."""
+        self._check_call(config, durability, kwargs)
+        self._refuse_sync_of_async()
+        if stream_mode != "values":
+            return list(self.stream(input, config, context=context, stream_mode=stream_mode))
+        run = Run(self._executor(), info=self._info(config, context, ()))
+        return self._execute_sync(run, input)
 
     async def ainvoke(
         self,
@@ -129,92 +132,213 @@ class Entrypoint:
         config: dict[str, Any] | None = None,
         *,
         context: Any = None,
-        stream_mode: str = "values",
+        stream_mode: Any = "values",
         durability: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run the body with ``input`` on the caller's event loop; a sync body runs in a
         thread of the loop's default executor, as LangGraph runs it."""
-        self._check_call(config, context, stream_mode, durability, kwargs)
-        if not self.is_async:
-            loop = asyncio.get_running_loop()
-            ctx = contextvars.copy_context()
-            return await loop.run_in_executor(
-                None, functools.partial(ctx.run, self._run_sync, input, config, loop)
-            )
-        run = Run(self._executor(), asyncio.get_running_loop())
-        token = _context.current_run.set(run)
-        try:
-            result = await self.func(input, **self._injections(config))
-            await run.await_outstanding()
-        except BaseException as exc:
-            await self._end_failed_async(run, exc)
-            raise
-        finally:
-            _context.current_run.reset(token)
-        return _plucked(result)
+        self._check_call(config, durability, kwargs)
+        if stream_mode != "values":
+            stream = self.astream(input, config, context=context, stream_mode=stream_mode)
+            return [chunk async for chunk in stream]
+        return await self._execute_async(input, self._info(config, context, ()), None)
 
-    def _run_sync(
+    def stream(
         self,
         input: Any,
-        config: dict[str, Any] | None,
-        caller_loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Any:
-        run = Run(self._executor(), task_loop=caller_loop)
-        token = _context.current_run.set(run)
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        durability: str | None = None,
+        subgraphs: bool = False,
+        version: str = "v1",
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """Yield the run's chunks as they happen (``"updates"`` by default), in
+        LangGraph's shapes; the body runs in a thread of its own meanwhile."""
+        self._check_call(config, durability, kwargs)
+        self._refuse_sync_of_async()
+        modes, single = normalize_modes(stream_mode or "updates")
+        _check_version(version)
+        return self._stream_sync(input, config, context, modes, single, version)
+
+    def astream(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        durability: str | None = None,
+        subgraphs: bool = False,
+        version: str = "v1",
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Yield the run's chunks as they happen, on the caller's event loop."""
+        self._check_call(config, durability, kwargs)
+        modes, single = normalize_modes(stream_mode or "updates")
+        _check_version(version)
+        return self._stream_async(input, config, context, modes, single, version)
+
+    # -- streaming ----------------------------------------------------------------
+
+    def _stream_sync(self, input, config, context, modes, single, version) -> Iterator[Any]:
+        chunks: queue.SimpleQueue = queue.SimpleQueue()
+        run = Run(
+            self._executor(),
+            info=self._info(config, context, modes),
+            sink=StreamSink(modes, chunks.put),
+        )
+        outcome: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                self._execute_sync(run, input)
+            except BaseException as exc:
+                outcome.append(exc)
+            finally:
+                chunks.put(None)
+
+        ctx = contextvars.copy_context()
+        thread = threading.Thread(target=ctx.run, args=(body,), name=f"paralleltask-{self.name}")
+        thread.start()
         try:
-            result = self.func(input, **self._injections(config))
-            run.wait_outstanding()
-        except BaseException as exc:
-            self._end_failed_sync(run, exc)
+            while (item := chunks.get()) is not None:
+                yield formatted(item, single, version)
+        except BaseException:  # Ctrl-C, or the consumer stopped iterating
+            run.stop()
             raise
         finally:
+            thread.join()
+        if outcome:
+            raise outcome[0]
+
+    async def _stream_async(self, input, config, context, modes, single, version):
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue = asyncio.Queue()
+
+        def push(item: Any) -> None:
+            loop.call_soon_threadsafe(chunks.put_nowait, item)
+
+        sink = StreamSink(modes, push)
+        body = asyncio.ensure_future(
+            self._execute_async(input, self._info(config, context, modes), sink)
+        )
+        body.add_done_callback(lambda _: push(None))
+        try:
+            while (item := await chunks.get()) is not None:
+                yield formatted(item, single, version)
+        finally:
+            if not body.done():
+                body.cancel()
+                await asyncio.gather(body, return_exceptions=True)
+        body.result()  # raises what the body raised
+
+    # -- running the body -----------------------------------------------------------
+
+    def _execute_sync(self, run: Run, input: Any) -> Any:
+        """Run the body in this thread, with the entrypoint's retries; report its start
+        and end to the run's sink."""
+        token = _context.current_run.set(run)
+        try:
+            _entry_started(run.sink, self.name, input)
+            failures = 0
+            while True:
+                try:
+                    result = self.func(input, **self._injections(run))
+                    run.wait_outstanding()
+                    break
+                except BaseException as exc:
+                    _end_failed_sync(run, exc)
+                    failures += 1
+                    delay = retry_delay(self.retry_policies, exc, failures)
+                    if delay is None:
+                        self._raising(run, exc)
+                        raise
+                    time.sleep(delay)
+        finally:
             _context.current_run.reset(token)
-        return _plucked(result)
+        return _entry_finished(run.sink, self.name, result)
 
-    @staticmethod
-    def _end_failed_sync(run: Run, exc: BaseException) -> None:
-        # LangGraph lets a failed body's task calls finish before it raises; Ctrl-C
-        # (or any BaseException that is not an Exception) stops them instead.
-        if isinstance(exc, Exception):
-            try:
-                run.wait_outstanding()
-                return
-            except BaseException:
-                pass
-        run.stop()
+    async def _execute_async(self, input: Any, info: RunInfo, sink: Sink | None) -> Any:
+        loop = asyncio.get_running_loop()
+        if not self.is_async:
+            run = Run(self._executor(), task_loop=loop, info=info, sink=sink)
+            ctx = contextvars.copy_context()
+            call = functools.partial(ctx.run, self._execute_sync, run, input)
+            return await loop.run_in_executor(None, call)
+        run = Run(self._executor(), loop, info=info, sink=sink)
+        token = _context.current_run.set(run)
+        try:
+            _entry_started(sink, self.name, input)
+            failures = 0
+            while True:
+                try:
+                    result = await self.func(input, **self._injections(run))
+                    await run.await_outstanding()
+                    break
+                except BaseException as exc:
+                    await _end_failed_async(run, exc)
+                    failures += 1
+                    delay = retry_delay(self.retry_policies, exc, failures)
+                    if delay is None:
+                        self._raising(run, exc)
+                        raise
+                    await asyncio.sleep(delay)
+        finally:
+            _context.current_run.reset(token)
+        return _entry_finished(sink, self.name, result)
 
-    @staticmethod
-    async def _end_failed_async(run: Run, exc: BaseException) -> None:
+    def _raising(self, run: Run, exc: BaseException) -> None:
         if isinstance(exc, Exception):
-            run.cancel_async_calls()
-            try:
-                await run.await_outstanding()
-                return
-            except BaseException:
-                pass
-        run.stop()
+            if hasattr(exc, "add_note"):  # as LangGraph notes it
+                exc.add_note(f"During task with name '{self.name}' and id '{ENTRYPOINT_TASK_ID}'")
+            if run.sink is not None:
+                run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, exc, {})
 
     def _executor(self) -> Executor:
         if _context.in_worker():
             return InlineExecutor()
         return self.executor or default_executor()
 
-    def _injections(self, config: dict[str, Any] | None) -> dict[str, Any]:
-        if not self._injected:
-            return {}
-        values = {"config": _run_config(config), "previous": None, "writer": _no_op_writer}
-        return {name: values[name] for name in self._injected}
+    def _info(self, config: dict[str, Any] | None, context: Any, modes: tuple) -> RunInfo:
+        return RunInfo(
+            name=self.name,
+            config=_run_config(config, self.name),
+            context=context,
+            modes=modes,
+            retry_policies=self.retry_policies,
+        )
 
-    def _check_call(self, config, context, stream_mode, durability, kwargs) -> None:
-        refuse(f"{self.name}.invoke", context=context, durability=durability)
+    def _injections(self, run: Run) -> dict[str, Any]:
+        injected = {}
+        for name in self._injected:
+            if name == "config":
+                injected[name] = run.info.config
+            elif name == "previous":
+                injected[name] = run.info.previous
+            elif name == "writer":
+                injected[name] = run.writer
+            elif name == "runtime":
+                injected[name] = run.runtime()
+            else:  # "store": none until LangGraph's store is supported
+                injected[name] = None
+        return injected
+
+    def _refuse_sync_of_async(self) -> None:
+        if self.is_async:
+            raise TypeError(
+                f'No synchronous function provided to "{self.name}".\n'
+                "Either initialize with a synchronous function or invoke via the async "
+                "API (ainvoke, astream, etc.)"
+            )
+
+    def _check_call(self, config, durability, kwargs) -> None:
+        refuse(f"{self.name}.invoke", durability=durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
-        if stream_mode != "values":
-            raise NotImplementedError(
-                f"invoke(stream_mode={stream_mode!r}) is not supported by this version of "
-                "paralleltask: it arrives with streaming. Leave stream_mode unset."
-            )
         if kwargs:
             raise TypeError(
                 f"{self.name}.invoke() got unsupported keyword arguments: {sorted(kwargs)}"
@@ -246,30 +370,58 @@ class Entrypoint:
     async def aclear_cache(self) -> None:
         raise ValueError("No cache is set for this graph. Cannot clear cache.")
 
-    def stream(self, input: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "Entrypoint.stream() is not supported by this version of paralleltask: it "
-            "arrives with streaming. Use invoke() meanwhile."
-        )
-
-    def astream(self, input: Any, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "Entrypoint.astream() is not supported by this version of paralleltask: it "
-            "arrives with streaming. Use ainvoke() meanwhile."
-        )
-
     def __repr__(self) -> str:
         return f"<entrypoint {self.name!r}>"
 
 
-def _plucked(result: Any) -> Any:
-    return result.value if isinstance(result, entrypoint.final) else result
+def _end_failed_sync(run: Run, exc: BaseException) -> None:
+    # LangGraph lets a failed body's task calls finish before it raises; Ctrl-C
+    # (or any BaseException that is not an Exception) stops them instead.
+    if isinstance(exc, Exception):
+        try:
+            run.wait_outstanding()
+            return
+        except BaseException:
+            pass
+    run.stop()
 
 
-def _run_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    """The config a body sees: the caller's, with LangGraph's keys present."""
+async def _end_failed_async(run: Run, exc: BaseException) -> None:
+    # An async body's async tasks are cancelled, its sync tasks finish (LangGraph).
+    if isinstance(exc, Exception):
+        run.cancel_async_calls()
+        try:
+            await run.await_outstanding()
+            return
+        except BaseException:
+            pass
+    run.stop()
+
+
+def _entry_started(sink: Sink | None, name: str, input: Any) -> None:
+    if sink is not None:
+        sink.task_started(ENTRYPOINT_TASK_ID, name, input, START_TRIGGERS)
+
+
+def _entry_finished(sink: Sink | None, name: str, result: Any) -> Any:
+    """The value returned to the caller; its end-of-run chunks, as LangGraph's."""
+    value = result.value if isinstance(result, entrypoint.final) else result
+    if sink is not None:
+        sink.emit("updates", {name: value})
+        sink.task_finished(ENTRYPOINT_TASK_ID, name, None, {"__end__": value})
+        sink.emit("values", value)
+    return value
+
+
+def _check_version(version: str) -> None:
+    if version not in ("v1", "v2"):
+        raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+
+
+def _run_config(config: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """The config a run's code sees: the caller's, with LangGraph's keys present."""
     merged = dict(config or {})
     merged["configurable"] = dict(merged.get("configurable") or {})
-    merged["metadata"] = dict(merged.get("metadata") or {})
+    merged["metadata"] = {**(merged.get("metadata") or {}), "langgraph_node": name}
     merged.setdefault("callbacks", None)
     return merged

@@ -1,26 +1,58 @@
 """Run: the state of one invoke, found by task calls through a context variable.
 
-A run knows its executor and the flavour of future its body expects: a
+A run knows its executor, the flavour of future its body expects (a
 ``concurrent.futures.Future`` in a sync body, an ``asyncio.Future`` on the body's loop in
-an async one. It tracks the calls still outstanding (a dict, O(1) per call: no scan
-over all futures) so that the invoke can wait for them before it returns, as LangGraph
-does, or stop them all on Ctrl-C.
+an async one), its :class:`RunInfo` (config, context, stream modes, retry policies: what
+a worker needs to know of the run) and, when streaming, its sink. It tracks the calls
+still outstanding (a dict, O(1) per call: no scan over all futures) so that the invoke
+can wait for them before it returns, as LangGraph does, or stop them all on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import itertools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import serde
 from .executors.base import AsyncCallItem, CallItem, Executor, TaskFuture
 from .executors.inline import InlineExecutor
+from .stream import Sink
+from .types import Runtime, StreamWriter, _no_op_writer
 
 if TYPE_CHECKING:
     from .task import TaskFunction
 
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
+
+_run_ids = itertools.count(1)
+
+
+@dataclass
+class RunInfo:
+    """What code in the run may ask about it, in the parent or in a worker (picklable)."""
+
+    name: str = ""
+    config: dict = field(default_factory=dict)
+    context: Any = None
+    previous: Any = None
+    modes: tuple[str, ...] = ()
+    retry_policies: tuple = ()
+    run_id: int = field(default_factory=lambda: next(_run_ids))
+    _blob: bytes | None = field(default=None, repr=False, compare=False)
+
+    def pickled(self) -> bytes:
+        """Pickled once per run; workers cache it by ``run_id``."""
+        if self._blob is None:
+            self._blob = serde.dumps(self)
+        return self._blob
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_blob"] = None
+        return state
 
 
 class Run:
@@ -31,24 +63,33 @@ class Run:
     body's loop, or for a sync body under ``ainvoke`` the caller's loop, as LangGraph.
     """
 
-    __slots__ = ("_outstanding", "executor", "loop", "task_loop")
+    __slots__ = ("_outstanding", "executor", "info", "loop", "sink", "task_loop", "writer")
 
     def __init__(
         self,
         executor: Executor,
         loop: asyncio.AbstractEventLoop | None = None,
         task_loop: asyncio.AbstractEventLoop | None = None,
+        info: RunInfo | None = None,
+        sink: Sink | None = None,
     ):
         self.executor = executor
         self.loop = loop
         self.task_loop = loop if loop is not None else task_loop
+        self.info = info if info is not None else RunInfo()
+        self.sink = sink
+        self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self._outstanding: dict[Any, CallItem] = {}
 
-    @classmethod
-    def nested(cls, loop: asyncio.AbstractEventLoop | None = None) -> Run:
-        """The run of task calls made inside a running task: inline, where that task runs
-        (so no pool is ever started in a worker, and a thread never waits on its pool)."""
-        return cls(InlineExecutor(), loop)
+    def nested(self, loop: asyncio.AbstractEventLoop | None = None) -> Run:
+        """The run of task calls made inside a running task of this run: inline, where
+        that task runs (no pool is ever started in a worker, and a pool thread never
+        waits on its own pool), with the same info and sink."""
+        return Run(InlineExecutor(), loop, info=self.info, sink=self.sink)
+
+    def runtime(self) -> Runtime:
+        info = self.info
+        return Runtime(context=info.context, stream_writer=self.writer, previous=info.previous)
 
     def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:
         """Schedule one call of ``task`` and return its future."""
@@ -61,13 +102,15 @@ class Run:
             payload = (args, kwargs)
         if self.loop is None:
             future: Any = TaskFuture()
-            call: CallItem = CallItem(task, payload, future, executor, self.task_loop)
+            call: CallItem = CallItem(task, payload, future, executor, self.task_loop, self)
             future.call = call
         else:
             future = self.loop.create_future()
-            call = AsyncCallItem(task, payload, future, executor, self.loop)
+            call = AsyncCallItem(task, payload, future, executor, self.loop, self)
         self._outstanding[future] = call
         future.add_done_callback(self._forget)
+        if self.sink is not None:
+            self.sink.call_started(call, args, kwargs)
         try:
             executor.submit(call)
         except BaseException:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context, serde
+from ._retry import as_policies
 from ._unsupported import refuse
 
 P = ParamSpec("P")
@@ -31,7 +32,9 @@ class TaskFunction(Generic[P, T]):
     later calls send only their arguments.
     """
 
-    def __init__(self, func: Callable[P, T], *, name: str | None = None) -> None:
+    def __init__(
+        self, func: Callable[P, T], *, name: str | None = None, retry_policies: tuple = ()
+    ) -> None:
         if not callable(func):
             raise TypeError(f"@task needs a function, got {func!r}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
@@ -43,6 +46,7 @@ class TaskFunction(Generic[P, T]):
         self.func = func
         self.name: str = name or _name_of(func)
         self.is_async = _is_async_callable(func)
+        self.retry_policies = retry_policies
         self.task_id = next(_task_ids)
         self._pickled: bytes | None = None
         functools.update_wrapper(self, func)
@@ -65,7 +69,7 @@ class TaskFunction(Generic[P, T]):
         location = _importable_location(self)
         if location is not None:
             return _import_task, location
-        return _rebuild_task, (self.func, self.name)
+        return _rebuild_task, (self.func, self.name, self.retry_policies)
 
     def __repr__(self) -> str:
         return f"<task {self.name!r} of {self.func!r}>"
@@ -78,8 +82,8 @@ def _import_task(module_name: str, qualname: str) -> TaskFunction:
     return obj
 
 
-def _rebuild_task(func: Callable, name: str) -> TaskFunction:
-    return TaskFunction(func, name=name)
+def _rebuild_task(func: Callable, name: str, retry_policies: tuple) -> TaskFunction:
+    return TaskFunction(func, name=name, retry_policies=retry_policies)
 
 
 def _importable_location(task: TaskFunction) -> tuple[str, str] | None:
@@ -135,15 +139,19 @@ def task(
     """Make ``func`` a task, as ``langgraph.func.task`` does: bare (``@task``) or
     called (``@task(name=...)``), for sync and async functions.
 
+    ``retry_policy`` (a :class:`RetryPolicy` or a sequence, the first matching one
+    wins) is decided in the parent: a call in backoff holds no worker.
+
     A call inside an entrypoint returns a future (``concurrent.futures.Future`` in a
     sync entrypoint, ``asyncio.Future`` in an async one) and runs on the entrypoint's
     executor, by default a warm pool of worker processes.
     """
-    refuse("task", retry_policy=retry_policy, cache_policy=cache_policy, timeout=timeout)
+    refuse("task", cache_policy=cache_policy, timeout=timeout)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"task name must be a str, got {name!r}")
+    retry_policies = as_policies(retry_policy, "task")
 
     def decorate(f: Callable[..., Any]) -> TaskFunction:
-        return TaskFunction(f, name=name)
+        return TaskFunction(f, name=name, retry_policies=retry_policies)
 
     return decorate if func is None else decorate(func)

@@ -29,6 +29,7 @@ from ._protocol import (
     CANCEL,
     CANCELLED,
     DONE,
+    EVENT,
     NOT_LOADED,
     NOT_PICKLED,
     OK,
@@ -36,6 +37,8 @@ from ._protocol import (
     READY,
     STOP,
 )
+from .executors.inline import InlineExecutor
+from .stream import Sink
 
 #: Thread-count variables of the numeric libraries, pinned to 1 in workers (as Dask's
 #: nanny does) so N workers x M BLAS threads do not oversubscribe the cores.
@@ -47,6 +50,23 @@ PINNED_THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
     "BLIS_NUM_THREADS",
 )
+
+
+#: How many runs' infos a worker keeps unpickled (the parent sends the bytes each call).
+RUNS_KEPT = 64
+
+
+class ForwardingSink(Sink):
+    """A worker's sink: each chunk goes up the pipe at once, tagged with its call."""
+
+    def __init__(self, modes: tuple[str, ...], worker: _Worker, call_id: int) -> None:
+        super().__init__(modes)
+        self._worker = worker
+        self._call_id = call_id
+
+    def emit(self, mode: str, chunk: Any) -> None:
+        if mode in self.modes:
+            self._worker.send((EVENT, self._call_id, mode, serde.dumps(chunk)))
 
 
 def worker_main(conn, initializer, initargs) -> None:
@@ -69,6 +89,7 @@ class _Worker:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.send_lock = threading.Lock()
         self.functions: dict[int, Any] = {}
+        self.runs: dict[int, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_tasks: dict[int, asyncio.Task] = {}
         # Calls received but not started, and those of them cancelled meanwhile: the
@@ -111,7 +132,9 @@ class _Worker:
 
     # -- one call -------------------------------------------------------------------
 
-    def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async) -> None:
+    def _start_call(
+        self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob
+    ) -> None:
         if not is_async and not self._begin(call_id):
             self._send_text(call_id, CANCELLED, "")
             return
@@ -120,21 +143,36 @@ class _Worker:
                 self.functions[fn_id] = serde.loads(fn_blob)
             task = self.functions[fn_id]
             args, kwargs = serde.loads(args_blob)
+            info = self._run_info(run_id, run_blob)
         except Exception as exc:
             self._begin(call_id)  # no longer queued
             self._send_text(call_id, NOT_LOADED, f"{type(exc).__name__}: {exc}")
             return
         if is_async:
             asyncio.run_coroutine_threadsafe(
-                self._run_async(call_id, task, args, kwargs), self._event_loop()
+                self._run_async(call_id, task, args, kwargs, info), self._event_loop()
             )
         else:
-            self._run_sync(call_id, task, args, kwargs)
+            self._run_sync(call_id, task, args, kwargs, info)
 
-    def _run_sync(self, call_id, task, args, kwargs) -> None:
+    def _run_info(self, run_id: int, run_blob: bytes) -> Any:
+        """The run a call belongs to, unpickled once per run (the last few are kept)."""
+        info = self.runs.get(run_id)
+        if info is None:
+            info = self.runs[run_id] = serde.loads(run_blob)
+            while len(self.runs) > RUNS_KEPT:
+                del self.runs[next(iter(self.runs))]
+        return info
+
+    def _nested_run(self, call_id: int, info: Any, loop=None) -> Any:
+        """The run of the code of one call: inline; chunks go up the pipe while it runs."""
         from .run import Run
 
-        run = Run.nested()
+        sink = ForwardingSink(info.modes, self, call_id) if info.modes else None
+        return Run(InlineExecutor(), loop, info=info, sink=sink)
+
+    def _run_sync(self, call_id, task, args, kwargs, info) -> None:
+        run = self._nested_run(call_id, info)
         token = _context.current_run.set(run)
         started = time.perf_counter()
         try:
@@ -147,10 +185,8 @@ class _Worker:
         finally:
             _context.current_run.reset(token)
 
-    async def _run_async(self, call_id, task, args, kwargs) -> None:
-        from .run import Run
-
-        run = Run.nested(asyncio.get_running_loop())
+    async def _run_async(self, call_id, task, args, kwargs, info) -> None:
+        run = self._nested_run(call_id, info, asyncio.get_running_loop())
         _context.current_run.set(run)
         started = time.perf_counter()
         try:

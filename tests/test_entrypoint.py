@@ -177,7 +177,7 @@ def test_config_is_injected_with_callers_keys():
 
 @pytest.mark.parametrize(
     "parameter",
-    ["checkpointer", "store", "cache", "context_schema", "cache_policy", "retry_policy", "timeout"],
+    ["checkpointer", "store", "cache", "cache_policy", "timeout"],
 )
 def test_later_entrypoint_parameters_are_refused(parameter):
     with pytest.raises(NotImplementedError, match=parameter):
@@ -185,22 +185,8 @@ def test_later_entrypoint_parameters_are_refused(parameter):
 
 
 def test_later_invoke_arguments_are_refused():
-    with pytest.raises(NotImplementedError, match="context"):
-        sum_of_squares.invoke([1], context={"a": 1})
     with pytest.raises(NotImplementedError, match="durability"):
         sum_of_squares.invoke([1], durability="sync")
-    with pytest.raises(NotImplementedError, match="stream_mode"):
-        sum_of_squares.invoke([1], stream_mode="updates")
-    with pytest.raises(NotImplementedError, match="stream"):
-        sum_of_squares.stream([1])
-
-
-def test_runtime_parameter_refused_at_decoration():
-    def main(x, runtime):
-        return x
-
-    with pytest.raises(NotImplementedError, match="runtime"):
-        entrypoint()(main)
 
 
 def test_state_methods_answer_as_langgraph_without_checkpointer():

@@ -38,9 +38,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
 
     Task calls made inside it belong to a nested inline run, as in a worker.
     """
-    from ..run import Run  # run imports the executors: import at call time
-
-    run = Run.nested()
+    run = call.run.nested()
     token = _context.current_run.set(run)
     try:
         args, kwargs = arguments(call, serializes)
@@ -68,9 +66,7 @@ def start_async(call: CallItem, serializes: bool) -> Any:
 
 
 async def _run_async(call: CallItem, serializes: bool) -> None:
-    from ..run import Run
-
-    run = Run.nested(asyncio.get_running_loop())
+    run = call.run.nested(asyncio.get_running_loop())
     _context.current_run.set(run)  # in this task's own copy of the context
     try:
         args, kwargs = arguments(call, serializes)

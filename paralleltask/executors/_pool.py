@@ -62,6 +62,7 @@ from .._protocol import (
     CANCEL,
     CANCELLED,
     DONE,
+    EVENT,
     NOT_LOADED,
     NOT_PICKLED,
     OK,
@@ -281,7 +282,18 @@ class WorkerPool:
                 worker.async_calls[call.call_id] = call
             else:
                 worker.sync_calls.append(call)
-            items.append((call.call_id, task.task_id, fn_blob, call.payload, task.is_async))
+            info = call.run.info
+            items.append(
+                (
+                    call.call_id,
+                    task.task_id,
+                    fn_blob,
+                    call.payload,
+                    task.is_async,
+                    info.run_id,
+                    info.pickled(),
+                )
+            )
         if not items:
             return None
         worker.send_lock.acquire()
@@ -397,6 +409,8 @@ class WorkerPool:
                 message = pickle.loads(conn.recv_bytes())
                 if message[0] == DONE:
                     outcomes.append(message)
+                elif message[0] == EVENT:
+                    self._on_event(*message[1:])
                 else:
                     self._on_status(worker, message)
         except (EOFError, OSError):
@@ -405,6 +419,12 @@ class WorkerPool:
                 self._generation += 1
         if outcomes:
             self._on_done(worker, outcomes)
+
+    def _on_event(self, call_id: int, mode: str, blob: bytes) -> None:
+        """A chunk from a running call: to its run's stream, now (before its outcome)."""
+        entry = self._running.get(call_id)
+        if entry is not None and entry[0].run.sink is not None:
+            entry[0].run.sink.emit(mode, serde.loads(blob))
 
     def _on_status(self, worker: _WorkerHandle, message: tuple) -> None:
         with self._lock:

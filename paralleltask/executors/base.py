@@ -14,7 +14,10 @@ import concurrent.futures as cf
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from .._retry import call_later, retry_delay
+
 if TYPE_CHECKING:
+    from ..run import Run
     from ..task import TaskFunction
 
 _call_ids = itertools.count(1)
@@ -23,7 +26,17 @@ _call_ids = itertools.count(1)
 class CallItem:
     """One task call on its way to an executor; resolves the caller's future once."""
 
-    __slots__ = ("call_id", "executor", "future", "loop", "payload", "started", "task")
+    __slots__ = (
+        "call_id",
+        "executor",
+        "failures",
+        "future",
+        "loop",
+        "payload",
+        "run",
+        "started",
+        "task",
+    )
 
     def __init__(
         self,
@@ -32,6 +45,7 @@ class CallItem:
         future: Any,
         executor: Executor,
         loop: asyncio.AbstractEventLoop | None = None,
+        run: Run | None = None,
     ):
         self.call_id = next(_call_ids)
         self.task = task
@@ -40,7 +54,9 @@ class CallItem:
         self.executor = executor
         #: Where an async task runs when it runs in this process (the run's loop).
         self.loop = loop
+        self.run = run
         self.started = False
+        self.failures = 0
 
     def claim(self) -> bool:
         """Mark the call as running; False if it was cancelled (or stopped) first.
@@ -53,9 +69,36 @@ class CallItem:
         return self.future.set_running_or_notify_cancel()
 
     def deliver(self, ok: bool, value: Any) -> None:
-        """Resolve the caller's future with a result (``ok``) or an exception."""
+        """An attempt ended: retry it if a policy says so, else report it to the run's
+        stream and resolve the caller's future with a result (``ok``) or an exception."""
+        if self.future.done():  # cancelled by the caller, or stopped with its run
+            return
+        run = self.run
+        if not ok and value is not CANCELLED and run is not None:
+            if self._retried(value):
+                return
+            if hasattr(value, "add_note"):  # as LangGraph notes it
+                value.add_note(f"During task with name '{self.task.name}' and id '{self.call_id}'")
+        if run is not None and run.sink is not None and value is not CANCELLED:
+            run.sink.call_finished(self, ok, value)
+        self.resolve(ok, value)
+
+    def _retried(self, error: BaseException) -> bool:
+        """Schedule another attempt if a retry policy accepts ``error``."""
+        policies = self.task.retry_policies or self.run.info.retry_policies
+        if not policies:
+            return False
+        self.failures += 1
+        delay = retry_delay(policies, error, self.failures)
+        if delay is None:
+            return False
+        self.executor.retry_later(self, delay)
+        return True
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        """Resolve the caller's future (from any thread)."""
         future = self.future
-        if future.done():  # cancelled by the caller, or aborted with its run
+        if future.done():
             return
         if ok:
             future.set_result(value)
@@ -84,9 +127,9 @@ class AsyncCallItem(CallItem):
     def claim(self) -> bool:
         return not self.future.done()
 
-    def deliver(self, ok: bool, value: Any) -> None:
+    def resolve(self, ok: bool, value: Any) -> None:
         try:
-            self.loop.call_soon_threadsafe(CallItem.deliver, self, ok, value)
+            self.loop.call_soon_threadsafe(CallItem.resolve, self, ok, value)
         except RuntimeError:  # the run's loop is closed: nobody is waiting any more
             pass
 
@@ -129,6 +172,17 @@ class Executor(abc.ABC):
         """Stop ``calls`` now, running or not (Ctrl-C); their futures are cancelled."""
         for call in calls:
             call.future.cancel()
+
+    def retry_later(self, call: CallItem, delay: float) -> None:
+        """Submit ``call`` again after ``delay`` seconds, holding no thread meanwhile."""
+        call_later(delay, lambda: self._resubmit(call))
+
+    def _resubmit(self, call: CallItem) -> None:
+        if call.claim():  # not cancelled or stopped during the backoff
+            try:
+                self.submit(call)
+            except Exception as exc:  # the executor was shut down meanwhile
+                call.resolve(False, exc)
 
     def start(self) -> Executor:
         """Make the executor ready ahead of the first call; returns ``self``."""

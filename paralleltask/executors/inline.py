@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from . import _local
 from .base import CallItem, Executor
@@ -29,6 +30,13 @@ class InlineExecutor(Executor):
             task.add_done_callback(lambda _t, cid=call.call_id: self._async_tasks.pop(cid, None))
         elif call.claim():
             _local.run_sync(call, self.serializes)
+
+    def retry_later(self, call: CallItem, delay: float) -> None:
+        if call.task.is_async:
+            super().retry_later(call, delay)  # never sleep on the run's loop
+        else:  # inline means in the caller's thread: wait here, as LangGraph does
+            time.sleep(delay)
+            self._resubmit(call)
 
     def cancel(self, call: CallItem) -> None:
         task = self._async_tasks.get(call.call_id)

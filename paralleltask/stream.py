@@ -1,0 +1,119 @@
+"""Stream modes and LangGraph's chunk shapes.
+
+A run that streams has a sink. Task calls report to it as they start and finish
+(``updates``, ``debug``, ``tasks`` chunks), code reports custom chunks through
+``get_stream_writer()``, and the entrypoint reports its own start and end. The parent's
+:class:`StreamSink` queues ``(mode, chunk)`` pairs for the consumer of ``stream()``; in a
+worker, :class:`ForwardingSink` sends them up the worker's pipe while the task runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+#: Modes paralleltask produces, as LangGraph names them.
+SUPPORTED_MODES = ("values", "updates", "custom", "debug", "tasks", "checkpoints")
+#: LangGraph modes with nothing to produce here, refused rather than silently empty.
+REFUSED_MODES = {
+    "messages": "it streams LLM tokens through LangChain callbacks, which paralleltask "
+    "does not run",
+}
+
+PUSH_TRIGGERS = ("__pregel_push",)
+START_TRIGGERS = ("__start__",)
+
+
+def normalize_modes(stream_mode: Any) -> tuple[tuple[str, ...], bool]:
+    """``(modes, single)``: the requested modes, and whether chunks come without a mode tag."""
+    single = isinstance(stream_mode, str)
+    modes = (stream_mode,) if single else tuple(stream_mode)
+    if not modes:
+        raise ValueError("stream_mode must name at least one mode")
+    for mode in modes:
+        if mode in REFUSED_MODES:
+            reason = REFUSED_MODES[mode]
+            raise NotImplementedError(f"stream_mode={mode!r} is not supported: {reason}")
+        if mode not in SUPPORTED_MODES:
+            raise ValueError(
+                f"unknown stream_mode {mode!r}; paralleltask streams {list(SUPPORTED_MODES)}"
+            )
+    return modes, single
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+class Sink:
+    """Where a run's chunks go; subclasses say how to deliver one ``(mode, chunk)``."""
+
+    def __init__(self, modes: tuple[str, ...]) -> None:
+        self.modes = frozenset(modes)
+        self.wants_custom = "custom" in self.modes
+        self._wants_tasks = bool(self.modes & {"debug", "tasks"})
+
+    def emit(self, mode: str, chunk: Any) -> None:
+        raise NotImplementedError
+
+    def custom(self, chunk: Any) -> None:
+        """The stream writer of code in this run."""
+        if self.wants_custom:
+            self.emit("custom", chunk)
+
+    def task_started(self, task_id: str, name: str, input: Any, triggers: tuple) -> None:
+        if self._wants_tasks:
+            payload = {"id": task_id, "name": name, "input": input, "triggers": triggers}
+            self._task_event("task", payload)
+
+    def task_finished(self, task_id: str, name: str, error: Any, result: dict) -> None:
+        if self._wants_tasks:
+            self._task_event(
+                "task_result",
+                {"id": task_id, "name": name, "error": error, "result": result, "interrupts": []},
+            )
+
+    def _task_event(self, kind: str, payload: dict) -> None:
+        if "tasks" in self.modes:
+            self.emit("tasks", payload)
+        if "debug" in self.modes:
+            self.emit("debug", {"step": 0, "timestamp": _now(), "type": kind, "payload": payload})
+
+    def call_started(self, call: Any, args: tuple, kwargs: dict) -> None:
+        if self._wants_tasks:
+            self.task_started(call_task_id(call), call.task.name, (args, kwargs), PUSH_TRIGGERS)
+
+    def call_finished(self, call: Any, ok: bool, value: Any) -> None:
+        """A task call ended: its ``updates`` chunk and its ``task_result``."""
+        if ok and "updates" in self.modes:
+            self.emit("updates", {call.task.name: value})
+        if self._wants_tasks:
+            result = {"__return__": value} if ok else {}
+            self.task_finished(call_task_id(call), call.task.name, None if ok else value, result)
+
+
+def call_task_id(call: Any) -> str:
+    """A stable id string for a call, in the shape of LangGraph's task ids."""
+    return str(uuid.UUID(int=call.call_id))
+
+
+class StreamSink(Sink):
+    """The parent's sink: hands ``(mode, chunk)`` pairs to ``push`` (a queue's put)."""
+
+    def __init__(self, modes: tuple[str, ...], push: Callable[[tuple[str, Any]], None]) -> None:
+        super().__init__(modes)
+        self._push = push
+
+    def emit(self, mode: str, chunk: Any) -> None:
+        if mode in self.modes:
+            self._push((mode, chunk))
+
+
+def formatted(item: tuple[str, Any], single: bool, version: str) -> Any:
+    """A chunk as ``stream()`` yields it: bare, ``(mode, chunk)``, or v2's dict."""
+    mode, chunk = item
+    if version == "v2":
+        return {"type": mode, "ns": (), "data": chunk}
+    return chunk if single else item

@@ -1,0 +1,84 @@
+"""Value types of the public contract, with LangGraph's fields, order and defaults."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+__all__ = ["RetryPolicy", "Runtime", "StreamWriter", "default_retry_on"]
+
+StreamWriter = Callable[[Any], None]
+
+
+def default_retry_on(exc: Exception) -> bool:
+    """LangGraph's default: retry anything but the errors a retry cannot fix.
+
+    Connection errors and HTTP 5xx (httpx, requests) are retried; ``ValueError``,
+    ``TypeError``, ``RuntimeError``, ``OSError`` and their kin are final. httpx and
+    requests are looked up in ``sys.modules`` only: never imported here.
+    """
+    if isinstance(exc, ConnectionError):
+        return True
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.HTTPStatusError):
+        return 500 <= exc.response.status_code < 600
+    requests = sys.modules.get("requests")
+    if requests is not None and isinstance(exc, requests.HTTPError):
+        return 500 <= exc.response.status_code < 600 if exc.response else True
+    return not isinstance(
+        exc,
+        (
+            ValueError,
+            TypeError,
+            ArithmeticError,
+            ImportError,
+            LookupError,
+            NameError,
+            SyntaxError,
+            RuntimeError,
+            ReferenceError,
+            StopIteration,
+            StopAsyncIteration,
+            OSError,
+        ),
+    )
+
+
+class RetryPolicy(NamedTuple):
+    """How to retry a failed task call (or entrypoint body), as LangGraph's.
+
+    ``retry_on`` is an exception type, a sequence of them, or a callable deciding from
+    the exception. Waits are ``initial_interval * backoff_factor ** (failures - 1)``,
+    capped at ``max_interval``, plus up to 1 s of jitter.
+    """
+
+    initial_interval: float = 0.5
+    backoff_factor: float = 2.0
+    max_interval: float = 128.0
+    max_attempts: int = 3
+    jitter: bool = True
+    retry_on: type[Exception] | Sequence[type[Exception]] | Callable[[Exception], bool] = (
+        default_retry_on
+    )
+
+
+def _no_op_writer(chunk: Any) -> None:
+    """The stream writer of a run that streams no custom chunks."""
+
+
+def _no_op_heartbeat() -> None:
+    """A heartbeat no timeout listens to."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a run offers its code: ``context``, ``store``, ``stream_writer``,
+    ``heartbeat`` and ``previous``, as LangGraph's ``Runtime``."""
+
+    context: Any = None
+    store: Any = None
+    stream_writer: StreamWriter = field(default=_no_op_writer)
+    heartbeat: Callable[[], None] = field(default=_no_op_heartbeat)
+    previous: Any = None
