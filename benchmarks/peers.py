@@ -67,6 +67,15 @@ class Peer:
     def fresh_process_script(self, loops: int) -> str | None:
         return None
 
+    def invoke_round_trips(self, func: Callable, calls: Sequence[Call]):
+        """One ``invoke`` of a body running one task, per call: ``(results, seconds)``;
+        None for peers without entrypoints."""
+        return None
+
+    def stream_all(self, func: Callable, calls: Sequence[Call]) -> list | None:
+        """``run_all`` through ``stream(stream_mode="updates")``; None without streaming."""
+        return None
+
     def close(self) -> None:
         """Shut the pool down."""
 
@@ -210,8 +219,14 @@ class FunctionalApiPeer(Peer):
                 seconds.append(perf_counter() - started)
             return results, seconds
 
+        @api.entrypoint()
+        def one_task(job):
+            func_name, call = job
+            return tasks[func_name](*call).result()
+
         self._submit_all = submit_all_then_collect
         self._one_at_a_time = one_call_at_a_time
+        self._one_task = one_task
 
     def start(self):
         if self._pool_class:
@@ -223,6 +238,18 @@ class FunctionalApiPeer(Peer):
 
     def round_trips(self, func, calls):
         return self._one_at_a_time.invoke((func.__name__, list(calls)))
+
+    def invoke_round_trips(self, func, calls):
+        results, seconds = [], []
+        for call in calls:
+            started = perf_counter()
+            results.append(self._one_task.invoke((func.__name__, call)))
+            seconds.append(perf_counter() - started)
+        return results, seconds
+
+    def stream_all(self, func, calls):
+        chunks = list(self._submit_all.stream((func.__name__, list(calls))))
+        return chunks[-1]["submit_all_then_collect"]  # the entrypoint's own update
 
     def fresh_process_script(self, loops):
         pool_start = f"api.{self._pool_class}().start()" if self._pool_class else ""

@@ -80,9 +80,11 @@ from benchmarks.suite import (
     Bar,
     BatchSpeedup,
     FreshProcess,
+    InvokeRoundTrip,
     MapReduceSpeedup,
     PerCallOverhead,
     RoundTrip,
+    StreamingOverhead,
     Workload,
     WrongResult,
 )
@@ -191,6 +193,8 @@ def build_suite(sizes: Sizes) -> list[Workload]:
             [(seed, w3_loops) for seed in range(sizes.w3_calls)],
         ),
         RoundTrip(sizes.w5_calls),
+        InvokeRoundTrip(sizes.w5_calls),
+        StreamingOverhead(sizes.w2_counts[0]),
         FreshProcess(W7_LOOPS, timeout_s=min(120.0, sizes.deadline_s)),
         MapReduceSpeedup(
             "Map",

@@ -229,6 +229,70 @@ class RoundTrip(Workload):
         return {"round_trip_us": median(seconds) * 1e6}
 
 
+class InvokeRoundTrip(Workload):
+    """W5i: one ``invoke`` of a body running one identity task, per call (entrypoints only)."""
+
+    key = "W5i"
+
+    def __init__(self, calls: int):
+        self.calls = [(i,) for i in range(calls)]
+        self.title = f"one invoke of a body running one task (median of {calls} invokes)"
+        self.columns = (
+            absolute("invoke_us", "median invoke", "us", "W5i µs"),
+            Column(
+                "÷ LangGraph",
+                "ratio",
+                ratio_to("LangGraph", "invoke_us", "").compute,
+                "W5i ÷ LangGraph",
+                Bar("≤", 0.5),
+            ),
+        )
+
+    def applies_to(self, peer):
+        return peer.invoke_round_trips(workloads.identity, self.calls[:1]) is not None
+
+    def measure(self, peer):
+        results, seconds = peer.invoke_round_trips(workloads.identity, self.calls)
+        check_equal(results, [call[0] for call in self.calls], self.key)
+        return {"invoke_us": median(seconds) * 1e6}
+
+
+class StreamingOverhead(Workload):
+    """W2s: W2's calls through ``stream(stream_mode="updates")`` against plain ``invoke``,
+    alternated within the round (streaming must not slow W2 by more than 10 %)."""
+
+    key = "W2s"
+
+    def __init__(self, count: int, repeats: int = 3):
+        self.calls = [(i,) for i in range(count)]
+        self.repeats = repeats
+        self.title = f"{count} identity calls streamed (updates) vs invoked"
+        self.columns = (
+            own_ratio("streamed", "invoked", "streamed ÷ invoked", "W2s ÷ W2", Bar("≤", 1.10)),
+            absolute("streamed_us", "µs/call streamed", "us"),
+        )
+
+    def applies_to(self, peer):
+        return peer.stream_all(workloads.identity, self.calls[:1]) is not None
+
+    def measure(self, peer):
+        expected = [call[0] for call in self.calls]
+        invoked, streamed = [], []
+        for _ in range(self.repeats):
+            seconds, results = timed(peer.run_all, workloads.identity, self.calls)
+            check_equal(results, expected, self.key)
+            invoked.append(seconds)
+            seconds, results = timed(peer.stream_all, workloads.identity, self.calls)
+            check_equal(results, expected, self.key)
+            streamed.append(seconds)
+        count = len(self.calls)
+        return {
+            "invoked": median(invoked),
+            "streamed": median(streamed),
+            "streamed_us": median(streamed) / count * 1e6,
+        }
+
+
 class FreshProcess(Workload):
     """A new interpreter imports the library, starts its pool, runs 2 tasks, exits."""
 
