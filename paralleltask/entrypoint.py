@@ -241,7 +241,7 @@ class Entrypoint:
     def _execute_sync(self, run: Run, input: Any) -> Any:
         """Run the body in this thread, with the entrypoint's retries; report its start
         and end to the run's sink."""
-        token = _context.current_run.set(run)
+        tokens = _context.enter(run)
         try:
             _entry_started(run.sink, self.name, input)
             failures = 0
@@ -259,7 +259,7 @@ class Entrypoint:
                         raise
                     time.sleep(delay)
         finally:
-            _context.current_run.reset(token)
+            _context.leave(tokens)
         return _entry_finished(run.sink, self.name, result)
 
     async def _execute_async(self, input: Any, info: RunInfo, sink: Sink | None) -> Any:
@@ -270,7 +270,7 @@ class Entrypoint:
             call = functools.partial(ctx.run, self._execute_sync, run, input)
             return await loop.run_in_executor(None, call)
         run = Run(self._executor(), loop, info=info, sink=sink)
-        token = _context.current_run.set(run)
+        tokens = _context.enter(run)
         try:
             _entry_started(sink, self.name, input)
             failures = 0
@@ -288,7 +288,7 @@ class Entrypoint:
                         raise
                     await asyncio.sleep(delay)
         finally:
-            _context.current_run.reset(token)
+            _context.leave(tokens)
         return _entry_finished(sink, self.name, result)
 
     def _raising(self, run: Run, exc: BaseException) -> None:

@@ -173,7 +173,7 @@ class _Worker:
 
     def _run_sync(self, call_id, task, args, kwargs, info) -> None:
         run = self._nested_run(call_id, info)
-        token = _context.current_run.set(run)
+        tokens = _context.enter(run)
         started = time.perf_counter()
         try:
             value = task.func(*args, **kwargs)
@@ -183,11 +183,11 @@ class _Worker:
         else:
             self._send_value(call_id, value, time.perf_counter() - started)
         finally:
-            _context.current_run.reset(token)
+            _context.leave(tokens)
 
     async def _run_async(self, call_id, task, args, kwargs, info) -> None:
         run = self._nested_run(call_id, info, asyncio.get_running_loop())
-        _context.current_run.set(run)
+        _context.enter(run)  # in this asyncio task's own context: no need to leave
         started = time.perf_counter()
         try:
             if not self._begin(call_id, asyncio.current_task()):

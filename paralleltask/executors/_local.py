@@ -39,7 +39,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
     Task calls made inside it belong to a nested inline run, as in a worker.
     """
     run = call.run.nested()
-    token = _context.current_run.set(run)
+    tokens = _context.enter(run)
     try:
         args, kwargs = arguments(call, serializes)
         value = call.task.func(*args, **kwargs)
@@ -49,7 +49,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
     else:
         call.deliver(*outcome_of_value(call, value, serializes))
     finally:
-        _context.current_run.reset(token)
+        _context.leave(tokens)
 
 
 def start_async(call: CallItem, serializes: bool) -> Any:
@@ -67,7 +67,7 @@ def start_async(call: CallItem, serializes: bool) -> Any:
 
 async def _run_async(call: CallItem, serializes: bool) -> None:
     run = call.run.nested(asyncio.get_running_loop())
-    _context.current_run.set(run)  # in this task's own copy of the context
+    _context.enter(run)  # in this asyncio task's own copy of the context
     try:
         args, kwargs = arguments(call, serializes)
         value = await call.task.func(*args, **kwargs)
