@@ -205,7 +205,7 @@ class Entrypoint:
         thread = threading.Thread(target=ctx.run, args=(body,), name=f"paralleltask-{self.name}")
         thread.start()
         try:
-            while (item := chunks.get()) is not None:
+            for item in _drain(chunks):
                 yield formatted(item, single, version)
         except BaseException:  # Ctrl-C, or the consumer stopped iterating
             run.stop()
@@ -396,6 +396,21 @@ async def _end_failed_async(run: Run, exc: BaseException) -> None:
         except BaseException:
             pass
     run.stop()
+
+
+def _drain(chunks: queue.SimpleQueue) -> Iterator[Any]:
+    """Items until the None that ends them; takes what is queued without blocking first,
+    so a fast producer wakes a slow consumer once per batch, not once per chunk."""
+    while True:
+        item = chunks.get()
+        while item is not None:
+            yield item
+            try:
+                item = chunks.get_nowait()
+            except queue.Empty:
+                break
+        else:
+            return
 
 
 def _entry_started(sink: Sink | None, name: str, input: Any) -> None:

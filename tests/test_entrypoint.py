@@ -225,6 +225,28 @@ def test_async_tasks_on_local_executors():
         assert time.perf_counter() - started < 1.0
 
 
+@task
+async def nap_then_write(path, seconds):
+    await asyncio.sleep(seconds)
+    with open(path, "w") as f:
+        f.write("not cancelled")
+
+
+def test_cancelling_a_running_async_task_stops_its_coroutine_in_the_worker(tmp_path):
+    path = tmp_path / "written"
+
+    @entrypoint()
+    async def main(_):
+        running = nap_then_write(str(path), 0.6)
+        await asyncio.sleep(0.2)  # it is running in a worker by now
+        running.cancel()
+        await asyncio.sleep(0.8)  # past the time it would have written
+        return running.cancelled()
+
+    assert asyncio.run(main.ainvoke(None)) is True
+    assert not path.exists()
+
+
 def test_cancelling_a_running_async_task_cancels_it():
     @entrypoint()
     async def main(_):
