@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _context
+from ._inject import injected_parameters, injections
 from ._retry import as_policies, retry_delay
 from ._unsupported import refuse
 from .executors.base import Executor
@@ -24,9 +25,6 @@ from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
 
 R = TypeVar("R")
 S = TypeVar("S")
-
-#: Parameters LangGraph injects into an entrypoint body by name (besides the input).
-INJECTABLE = ("config", "previous", "writer", "runtime", "store")
 
 #: The id of an entrypoint's own task in debug/tasks chunks.
 ENTRYPOINT_TASK_ID = "00000000-0000-0000-0000-000000000000"
@@ -102,7 +100,7 @@ class Entrypoint:
         self.retry_policies = retry_policies
         self.context_schema = context_schema
         self.is_async = inspect.iscoroutinefunction(func)
-        self._injected = tuple(p.name for p in parameters[1:] if p.name in INJECTABLE)
+        self._injected = injected_parameters(func, skip_first=True)
         functools.update_wrapper(self, func)
 
     # -- public: running ----------------------------------------------------------
@@ -247,7 +245,7 @@ class Entrypoint:
             failures = 0
             while True:
                 try:
-                    result = self.func(input, **self._injections(run))
+                    result = self.func(input, **injections(run, self._injected, {}))
                     run.wait_outstanding()
                     break
                 except BaseException as exc:
@@ -276,7 +274,7 @@ class Entrypoint:
             failures = 0
             while True:
                 try:
-                    result = await self.func(input, **self._injections(run))
+                    result = await self.func(input, **injections(run, self._injected, {}))
                     await run.await_outstanding()
                     break
                 except BaseException as exc:
@@ -311,21 +309,6 @@ class Entrypoint:
             modes=modes,
             retry_policies=self.retry_policies,
         )
-
-    def _injections(self, run: Run) -> dict[str, Any]:
-        injected = {}
-        for name in self._injected:
-            if name == "config":
-                injected[name] = run.info.config
-            elif name == "previous":
-                injected[name] = run.info.previous
-            elif name == "writer":
-                injected[name] = run.writer
-            elif name == "runtime":
-                injected[name] = run.runtime()
-            else:  # "store": none until LangGraph's store is supported
-                injected[name] = None
-        return injected
 
     def _refuse_sync_of_async(self) -> None:
         if self.is_async:

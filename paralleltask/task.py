@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context, serde
+from ._inject import injected_parameters
 from ._retry import as_policies
 from ._unsupported import refuse
 
@@ -47,6 +48,7 @@ class TaskFunction(Generic[P, T]):
         self.name: str = name or _name_of(func)
         self.is_async = _is_async_callable(func)
         self.retry_policies = retry_policies
+        self.injected = injected_parameters(func)
         self.task_id = next(_task_ids)
         self._pickled: bytes | None = None
         functools.update_wrapper(self, func)
@@ -102,7 +104,9 @@ def _importable_location(task: TaskFunction) -> tuple[str, str] | None:
 
 
 def _name_of(func: Callable) -> str:
-    return getattr(func, "__name__", None) or type(func).__name__
+    # LangGraph's order: the function's name, a partial's function's, the class's.
+    name = getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", None)
+    return name or type(func).__name__
 
 
 def _is_async_callable(func: Callable) -> bool:

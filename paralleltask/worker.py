@@ -23,6 +23,7 @@ import traceback
 from typing import Any
 
 from . import _context, serde
+from ._inject import injections
 from ._protocol import (
     BOOT_FAILED,
     CALL,
@@ -176,6 +177,8 @@ class _Worker:
         tokens = _context.enter(run)
         started = time.perf_counter()
         try:
+            if task.injected:
+                kwargs.update(injections(run, task.injected, kwargs))
             value = task.func(*args, **kwargs)
             run.wait_outstanding()
         except BaseException as exc:
@@ -192,6 +195,8 @@ class _Worker:
         try:
             if not self._begin(call_id, asyncio.current_task()):
                 raise asyncio.CancelledError
+            if task.injected:
+                kwargs.update(injections(run, task.injected, kwargs))
             value = await task.func(*args, **kwargs)
             await run.await_outstanding()
         except asyncio.CancelledError:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from .. import _context, serde
+from .._inject import injections
 from ..errors import SerializationError
 from .base import CANCELLED, CallItem
 
@@ -33,6 +34,12 @@ def result_error(task_name: str, value: Any, exc: BaseException) -> Serializatio
     )
 
 
+def _with_injections(run: Any, call: CallItem, args: tuple, kwargs: dict) -> tuple:
+    if call.task.injected:
+        kwargs = {**kwargs, **injections(run, call.task.injected, kwargs)}
+    return args, kwargs
+
+
 def run_sync(call: CallItem, serializes: bool) -> None:
     """Run a sync call here and now, in the calling thread, and deliver its outcome.
 
@@ -41,7 +48,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
     run = call.run.nested()
     tokens = _context.enter(run)
     try:
-        args, kwargs = arguments(call, serializes)
+        args, kwargs = _with_injections(run, call, *arguments(call, serializes))
         value = call.task.func(*args, **kwargs)
         run.wait_outstanding()
     except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
@@ -69,7 +76,7 @@ async def _run_async(call: CallItem, serializes: bool) -> None:
     run = call.run.nested(asyncio.get_running_loop())
     _context.enter(run)  # in this asyncio task's own copy of the context
     try:
-        args, kwargs = arguments(call, serializes)
+        args, kwargs = _with_injections(run, call, *arguments(call, serializes))
         value = await call.task.func(*args, **kwargs)
         await run.await_outstanding()
     except asyncio.CancelledError:
