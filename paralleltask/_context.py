@@ -30,9 +30,16 @@ _LANGGRAPH_ONLY = {
 
 
 def mark_worker_process() -> None:
-    """Called once at worker start: from then on, nested runs stay inline."""
+    """Called once at worker start: from then on, nested runs stay inline, and call ids
+    made here cannot collide with the parent's (they name tasks in stream chunks)."""
     global _in_worker
     _in_worker = True
+    import itertools
+    import os
+
+    from .executors import base
+
+    base._call_ids = itertools.count((os.getpid() << 40) + 1)
 
 
 def in_worker() -> bool:

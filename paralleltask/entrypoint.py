@@ -113,6 +113,7 @@ class Entrypoint:
         context: Any = None,
         stream_mode: Any = "values",
         durability: str | None = None,
+        version: str = "v1",
         **kwargs: Any,
     ) -> Any:
         """Run the body with ``input`` and return what it returns; with another
@@ -120,7 +121,11 @@ class Entrypoint:
         self._check_call(config, durability, kwargs)
         self._refuse_sync_of_async()
         if stream_mode != "values":
-            return list(self.stream(input, config, context=context, stream_mode=stream_mode))
+            stream = self.stream(
+                input, config, context=context, stream_mode=stream_mode, version=version
+            )
+            return list(stream)
+        _refuse_v2_values(version)
         run = Run(self._executor(), info=self._info(config, context, ()))
         return self._execute_sync(run, input)
 
@@ -132,14 +137,18 @@ class Entrypoint:
         context: Any = None,
         stream_mode: Any = "values",
         durability: str | None = None,
+        version: str = "v1",
         **kwargs: Any,
     ) -> Any:
         """Run the body with ``input`` on the caller's event loop; a sync body runs in a
         thread of the loop's default executor, as LangGraph runs it."""
         self._check_call(config, durability, kwargs)
         if stream_mode != "values":
-            stream = self.astream(input, config, context=context, stream_mode=stream_mode)
+            stream = self.astream(
+                input, config, context=context, stream_mode=stream_mode, version=version
+            )
             return [chunk async for chunk in stream]
+        _refuse_v2_values(version)
         return await self._execute_async(input, self._info(config, context, ()), None)
 
     def stream(
@@ -158,8 +167,7 @@ class Entrypoint:
         LangGraph's shapes; the body runs in a thread of its own meanwhile."""
         self._check_call(config, durability, kwargs)
         self._refuse_sync_of_async()
-        modes, single = normalize_modes(stream_mode or "updates")
-        _check_version(version)
+        modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_sync(input, config, context, modes, single, version)
 
     def astream(
@@ -176,8 +184,7 @@ class Entrypoint:
     ) -> AsyncIterator[Any]:
         """Yield the run's chunks as they happen, on the caller's event loop."""
         self._check_call(config, durability, kwargs)
-        modes, single = normalize_modes(stream_mode or "updates")
-        _check_version(version)
+        modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_async(input, config, context, modes, single, version)
 
     # -- streaming ----------------------------------------------------------------
@@ -246,6 +253,7 @@ class Entrypoint:
             while True:
                 try:
                     result = self.func(input, **injections(run, self._injected, {}))
+                    value = _entry_returned(run.sink, self.name, result)
                     run.wait_outstanding()
                     break
                 except BaseException as exc:
@@ -258,7 +266,7 @@ class Entrypoint:
                     time.sleep(delay)
         finally:
             _context.leave(tokens)
-        return _entry_finished(run.sink, self.name, result)
+        return _entry_finished(run.sink, value)
 
     async def _execute_async(self, input: Any, info: RunInfo, sink: Sink | None) -> Any:
         loop = asyncio.get_running_loop()
@@ -275,6 +283,7 @@ class Entrypoint:
             while True:
                 try:
                     result = await self.func(input, **injections(run, self._injected, {}))
+                    value = _entry_returned(sink, self.name, result)
                     await run.await_outstanding()
                     break
                 except BaseException as exc:
@@ -287,7 +296,7 @@ class Entrypoint:
                     await asyncio.sleep(delay)
         finally:
             _context.leave(tokens)
-        return _entry_finished(sink, self.name, result)
+        return _entry_finished(sink, value)
 
     def _raising(self, run: Run, exc: BaseException) -> None:
         if isinstance(exc, Exception):
@@ -401,14 +410,40 @@ def _entry_started(sink: Sink | None, name: str, input: Any) -> None:
         sink.task_started(ENTRYPOINT_TASK_ID, name, input, START_TRIGGERS)
 
 
-def _entry_finished(sink: Sink | None, name: str, result: Any) -> Any:
-    """The value returned to the caller; its end-of-run chunks, as LangGraph's."""
+def _entry_returned(sink: Sink | None, name: str, result: Any) -> Any:
+    """The body returned: the value for the caller, and the entrypoint's own chunks,
+    streamed at once (calls still running stream theirs after), as LangGraph's."""
     value = result.value if isinstance(result, entrypoint.final) else result
     if sink is not None:
         sink.emit("updates", {name: value})
         sink.task_finished(ENTRYPOINT_TASK_ID, name, None, {"__end__": value})
+    return value
+
+
+def _entry_finished(sink: Sink | None, value: Any) -> Any:
+    """Every call has finished: the run's ``values`` chunk."""
+    if sink is not None:
         sink.emit("values", value)
     return value
+
+
+def _refuse_v2_values(version: str) -> None:
+    _check_version(version)
+    if version == "v2":
+        raise NotImplementedError(
+            "invoke(version='v2') with stream_mode='values' returns LangGraph's GraphOutput, "
+            "which paralleltask does not have; use version='v1' or another stream_mode"
+        )
+
+
+def _stream_options(stream_mode: Any, subgraphs: bool, version: str) -> tuple[tuple, bool]:
+    if subgraphs:
+        raise NotImplementedError(
+            "stream(subgraphs=True) is not supported: paralleltask streams the chunks of "
+            "nested runs in the parent run's stream, without namespaces"
+        )
+    _check_version(version)
+    return normalize_modes("updates" if stream_mode is None else stream_mode)
 
 
 def _check_version(version: str) -> None:

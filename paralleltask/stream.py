@@ -28,10 +28,8 @@ START_TRIGGERS = ("__start__",)
 
 def normalize_modes(stream_mode: Any) -> tuple[tuple[str, ...], bool]:
     """``(modes, single)``: the requested modes, and whether chunks come without a mode tag."""
-    single = isinstance(stream_mode, str)
-    modes = (stream_mode,) if single else tuple(stream_mode)
-    if not modes:
-        raise ValueError("stream_mode must name at least one mode")
+    single = not isinstance(stream_mode, list)  # LangGraph tags a list's chunks only
+    modes = (stream_mode,) if isinstance(stream_mode, str) else tuple(stream_mode)
     for mode in modes:
         if mode in REFUSED_MODES:
             reason = REFUSED_MODES[mode]
@@ -115,5 +113,7 @@ def formatted(item: tuple[str, Any], single: bool, version: str) -> Any:
     """A chunk as ``stream()`` yields it: bare, ``(mode, chunk)``, or v2's dict."""
     mode, chunk = item
     if version == "v2":
+        if mode == "values":
+            return {"type": mode, "ns": (), "data": chunk, "interrupts": ()}
         return {"type": mode, "ns": (), "data": chunk}
     return chunk if single else item

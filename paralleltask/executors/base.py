@@ -15,6 +15,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from .._retry import call_later, retry_delay
+from ..stream import call_task_id
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -78,7 +79,8 @@ class CallItem:
             if self._retried(value):
                 return
             if hasattr(value, "add_note"):  # as LangGraph notes it
-                value.add_note(f"During task with name '{self.task.name}' and id '{self.call_id}'")
+                task_id = call_task_id(self)
+                value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
         if run is not None and run.sink is not None and value is not CANCELLED:
             run.sink.call_finished(self, ok, value)
         self.resolve(ok, value)

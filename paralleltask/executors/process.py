@@ -10,6 +10,7 @@ from typing import Any
 import loky
 
 from .. import _context
+from ..errors import SerializationError
 from ._pool import WorkerPool, worker_environment
 from .base import CallItem, Executor
 
@@ -91,6 +92,7 @@ class ProcessExecutor(Executor):
         return self
 
     def submit(self, call: CallItem) -> None:
+        _check_picklable(call)  # here, so a failure is the caller's, never the pool's
         self._pool().submit(call)
 
     def cancel(self, call: CallItem) -> None:
@@ -117,6 +119,33 @@ class ProcessExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
+
+
+def _check_picklable(call: CallItem) -> None:
+    """Pickle (once, cached) the task's function and the run's info, or raise
+    :class:`SerializationError` at the call site."""
+    task = call.task
+    try:
+        task.pickled()
+    except Exception as exc:
+        raise SerializationError(
+            f"Task {task.name!r}: its function cannot be pickled to send it to a worker "
+            f"process: {type(exc).__name__}: {exc}. A function defined in __main__, a "
+            "closure or a lambda travels by value with every global and closure variable "
+            "it uses (and so does a retry_on callable): one of those will not pickle "
+            "(a lock, an open file, a connection?). Create it inside the task instead.",
+            task=task.name,
+        ) from exc
+    info = call.run.info
+    try:
+        info.pickled()
+    except Exception as exc:
+        raise SerializationError(
+            f"Entrypoint {info.name!r}: its run cannot be described to worker processes: "
+            f"its config, context or retry policies will not pickle: "
+            f"{type(exc).__name__}: {exc}",
+            task=task.name,
+        ) from exc
 
 
 _default: ProcessExecutor | None = None
