@@ -254,3 +254,23 @@ def test_cancelled_future_never_runs(tmp_path):
 
     assert run_sync(body) == (True, True)
     assert not marker.exists()
+
+
+def test_function_that_will_not_pickle_fails_at_the_call_and_spares_the_pool():
+    lock = threading.Lock()
+
+    @task
+    def uses_a_lock(x):
+        with lock:
+            return x
+
+    with ProcessExecutor(max_workers=1) as one_worker:
+
+        @entrypoint(executor=one_worker)
+        def main(x):
+            with pytest.raises(SerializationError, match="its function cannot be pickled"):
+                uses_a_lock(x)
+            return add(x).result()  # the only worker was not lost
+
+        assert main.invoke(1) == 11
+        assert main.invoke(2) == 12
