@@ -136,8 +136,9 @@ def die_at(x, doomed):
 def test_crash_among_prefetched_tiny_calls_fails_only_the_culprit():
     @entrypoint()
     def main(n):
-        # Tiny calls first, so that workers hold batches of prefetched calls.
-        assert [f.result() for f in [identity(i) for i in range(500)]] == list(range(500))
+        # Tiny calls of the same task first, so that workers hold batches of its calls.
+        warm = [f.result() for f in [die_at(i, -1) for i in range(500)]]
+        assert warm == list(range(500))
         futures = [die_at(i, n // 2) for i in range(n)]
         outcomes = []
         for f in futures:

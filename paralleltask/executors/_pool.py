@@ -28,8 +28,9 @@ What each actor owns:
 
 Prefetch: a worker may hold more than one sync call, so it never waits a round trip for
 its next one. How many is adaptive: about ``PREFETCH_SECONDS`` of work, from the run
-times the worker reports, between 1 (calls of ``PREFETCH_SECONDS`` or more: no
-prefetch, no head-of-line blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
+times workers report for each task, between 1 (a task whose calls take
+``PREFETCH_SECONDS`` or more, or a task not seen yet: no prefetch, no head-of-line
+blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
 A call queued behind a long one waits for it even if another worker is idle; that is
 the price of batching, and it is bounded by ``PREFETCH_SECONDS`` of *expected* work.
 
@@ -82,6 +83,8 @@ STOP_GRACE = 5.0
 PREFETCH_SECONDS = 0.002
 #: Most sync calls a worker may hold at once (and so the largest batch message).
 MAX_PREFETCH = 64
+#: Tasks whose mean run time the pool remembers (then it starts over).
+RUN_TIMES_KEPT = 4096
 
 
 class _WorkerHandle:
@@ -160,7 +163,9 @@ class WorkerPool:
         self._running: dict[int, tuple[base.CallItem, _WorkerHandle]] = {}
         self._booting = 0
         self._boot_error: str | None = None
-        self._mean_run_time = PREFETCH_SECONDS  # no prefetch until calls prove short
+        # Mean run time of each task's calls (moving average, by task id). A task not
+        # seen yet counts as long: no prefetch until its calls prove short.
+        self._run_times: dict[int, float] = {}
         self._wakeup_reader, self._wakeup_writer = Pipe(duplex=False)
         self._dispatcher: threading.Thread | None = None
         self._generation = 0  # bumped whenever the set of pipes to watch changes
@@ -301,7 +306,7 @@ class WorkerPool:
 
     def _refill_locked(self, worker: _WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it."""
-        depth = self._prefetch_depth()
+        depth = self._prefetch_depth(self._pending[0].task.task_id) if self._pending else 1
         while self._pending and len(worker.sync_calls) <= depth // 2:
             fair_share = -(-len(self._pending) // len(self._workers))
             take = min(depth - len(worker.sync_calls), fair_share, len(self._pending))
@@ -313,9 +318,20 @@ class WorkerPool:
             self._idle.append(worker)
         return None
 
-    def _prefetch_depth(self) -> int:
-        """Sync calls a worker may hold: about PREFETCH_SECONDS of expected work."""
-        return max(1, min(MAX_PREFETCH, int(PREFETCH_SECONDS / max(self._mean_run_time, 1e-7))))
+    def _prefetch_depth(self, task_id: int) -> int:
+        """Sync calls a worker may hold: about PREFETCH_SECONDS of expected work, judged
+        by the next pending call's task (its calls' mean run time so far)."""
+        mean = self._run_times.get(task_id, PREFETCH_SECONDS)
+        return max(1, min(MAX_PREFETCH, int(PREFETCH_SECONDS / max(mean, 1e-7))))
+
+    def _record_run_time(self, task_id: int, seconds: float) -> None:
+        mean = self._run_times.get(task_id)
+        if mean is None:
+            if len(self._run_times) >= RUN_TIMES_KEPT:  # tasks made per call, say
+                self._run_times.clear()
+            self._run_times[task_id] = seconds
+        else:
+            self._run_times[task_id] = mean + 0.2 * (seconds - mean)
 
     def cancel(self, call: base.CallItem) -> None:
         """A caller cancelled ``call``: one still pending is skipped when its turn comes;
@@ -447,7 +463,7 @@ class WorkerPool:
                     del worker.async_calls[call_id]
                 else:
                     _remove_sync_call(worker, call)
-                    self._mean_run_time += 0.2 * (seconds - self._mean_run_time)
+                    self._record_run_time(call.task.task_id, seconds)
                 finished.append((call, status, blob))
             message = self._refill_locked(worker)
             if self.closing and not self._running and not self._pending:
