@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import serde
 from .executors.base import AsyncCallItem, CallItem, Executor, TaskFuture
 from .executors.inline import InlineExecutor
-from .stream import Sink
+from .stream import WORKER_MODES, Sink
 from .types import Runtime, StreamWriter, _no_op_writer
 
 if TYPE_CHECKING:
@@ -43,6 +43,13 @@ class RunInfo:
     run_id: int = field(default_factory=lambda: next(_run_ids))
     _blob: bytes | None = field(default=None, repr=False, compare=False)
 
+    def worker_modes(self) -> frozenset[str]:
+        """The stream modes a worker has chunks for (computed once per run)."""
+        modes = self.__dict__.get("_worker_modes")
+        if modes is None:
+            modes = self.__dict__["_worker_modes"] = WORKER_MODES.intersection(self.modes)
+        return modes
+
     def pickled(self) -> bytes:
         """Pickled once per run; workers cache it by ``run_id``."""
         if self._blob is None:
@@ -52,6 +59,7 @@ class RunInfo:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_blob"] = None
+        state.pop("_worker_modes", None)
         return state
 
 

@@ -22,6 +22,10 @@ REFUSED_MODES = {
     "does not run",
 }
 
+#: Modes whose chunks code running in a worker can produce (the rest come from the parent).
+WORKER_MODES = frozenset({"custom", "updates", "debug", "tasks"})
+TASK_MODES = frozenset({"debug", "tasks"})
+
 PUSH_TRIGGERS = ("__pregel_push",)
 START_TRIGGERS = ("__start__",)
 
@@ -48,10 +52,10 @@ def _now() -> str:
 class Sink:
     """Where a run's chunks go; subclasses say how to deliver one ``(mode, chunk)``."""
 
-    def __init__(self, modes: tuple[str, ...]) -> None:
-        self.modes = frozenset(modes)
+    def __init__(self, modes: frozenset[str] | tuple[str, ...]) -> None:
+        self.modes = modes if isinstance(modes, frozenset) else frozenset(modes)
         self.wants_custom = "custom" in self.modes
-        self._wants_tasks = bool(self.modes & {"debug", "tasks"})
+        self._wants_tasks = bool(self.modes & TASK_MODES)
 
     def emit(self, mode: str, chunk: Any) -> None:
         raise NotImplementedError

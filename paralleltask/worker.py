@@ -60,7 +60,7 @@ RUNS_KEPT = 64
 class ForwardingSink(Sink):
     """A worker's sink: each chunk goes up the pipe at once, tagged with its call."""
 
-    def __init__(self, modes: tuple[str, ...], worker: _Worker, call_id: int) -> None:
+    def __init__(self, modes: frozenset[str], worker: _Worker, call_id: int) -> None:
         super().__init__(modes)
         self._worker = worker
         self._call_id = call_id
@@ -169,7 +169,8 @@ class _Worker:
         """The run of the code of one call: inline; chunks go up the pipe while it runs."""
         from .run import Run
 
-        sink = ForwardingSink(info.modes, self, call_id) if info.modes else None
+        modes = info.worker_modes()
+        sink = ForwardingSink(modes, self, call_id) if modes else None
         return Run(InlineExecutor(), loop, info=info, sink=sink)
 
     def _run_sync(self, call_id, task, args, kwargs, info) -> None:
