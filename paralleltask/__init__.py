@@ -10,15 +10,19 @@ from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
 from .errors import SerializationError, TaskError, TaskTimeoutError, WorkerCrashedError
 from .executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
+from .stores import LMDBStore, MemoryStore
 from .task import TaskFunction, task
-from .types import RetryPolicy, Runtime, default_retry_on
+from .types import CachePolicy, RetryPolicy, Runtime, default_cache_key, default_retry_on
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CachePolicy",
     "Entrypoint",
     "Executor",
     "InlineExecutor",
+    "LMDBStore",
+    "MemoryStore",
     "ProcessExecutor",
     "RetryPolicy",
     "Runtime",
@@ -28,6 +32,7 @@ __all__ = [
     "TaskTimeoutError",
     "ThreadExecutor",
     "WorkerCrashedError",
+    "default_cache_key",
     "default_retry_on",
     "entrypoint",
     "get_config",

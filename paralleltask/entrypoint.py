@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _context
+from ._cache import as_cache_policy, entry_key, identity_prefix
 from ._inject import injected_parameters, injections
 from ._retry import as_policies, retry_delay
 from ._unsupported import refuse
@@ -21,6 +22,7 @@ from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
+from .stores.base import MISS, Store
 from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
 
 R = TypeVar("R")
@@ -50,14 +52,12 @@ class entrypoint:
         timeout: Any = None,
         executor: Executor | None = None,
     ) -> None:
-        refuse(
-            "entrypoint",
-            checkpointer=checkpointer,
-            store=store,
-            cache=cache,
-            cache_policy=cache_policy,
-            timeout=timeout,
-        )
+        refuse("entrypoint", checkpointer=checkpointer, store=store, timeout=timeout)
+        if cache is not None and not isinstance(cache, Store):
+            raise TypeError(
+                "entrypoint(cache=...) takes a paralleltask store (LMDBStore or "
+                f"MemoryStore), got {cache!r}"
+            )
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(
                 "executor must be a paralleltask executor (ProcessExecutor, "
@@ -66,9 +66,18 @@ class entrypoint:
         self.executor = executor
         self.context_schema = context_schema
         self.retry_policies = as_policies(retry_policy, "entrypoint")
+        self.cache = cache
+        self.cache_policy = as_cache_policy(cache_policy, "entrypoint")
 
     def __call__(self, func: Callable[..., Any]) -> Entrypoint:
-        return Entrypoint(func, self.executor, self.retry_policies, self.context_schema)
+        return Entrypoint(
+            func,
+            self.executor,
+            self.retry_policies,
+            self.context_schema,
+            self.cache,
+            self.cache_policy,
+        )
 
     @dataclass(frozen=True)
     class final(Generic[R, S]):
@@ -88,6 +97,8 @@ class Entrypoint:
         executor: Executor | None,
         retry_policies: tuple = (),
         context_schema: Any = None,
+        cache: Store | None = None,
+        cache_policy: Any = None,
     ) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise NotImplementedError("Generators are not supported in the Functional API.")
@@ -99,6 +110,8 @@ class Entrypoint:
         self.executor = executor
         self.retry_policies = retry_policies
         self.context_schema = context_schema
+        self.cache = cache
+        self.cache_policy = cache_policy
         self.is_async = inspect.iscoroutinefunction(func)
         self._injected = injected_parameters(func, skip_first=True)
         functools.update_wrapper(self, func)
@@ -126,7 +139,7 @@ class Entrypoint:
             )
             return list(stream)
         _refuse_v2_values(version)
-        run = Run(self._executor(), info=self._info(config, context, ()))
+        run = Run(self._executor(), info=self._info(config, context, ()), cache=self.cache)
         return self._execute_sync(run, input)
 
     async def ainvoke(
@@ -195,6 +208,7 @@ class Entrypoint:
             self._executor(),
             info=self._info(config, context, modes),
             sink=StreamSink(modes, chunks.put),
+            cache=self.cache,
         )
         outcome: list[BaseException] = []
 
@@ -246,6 +260,8 @@ class Entrypoint:
     def _execute_sync(self, run: Run, input: Any) -> Any:
         """Run the body in this thread, with the entrypoint's retries; report its start
         and end to the run's sink."""
+        if (hit := self._cached_run(run, input)) is not MISS:
+            return hit
         tokens = _context.enter(run)
         try:
             _entry_started(run.sink, self.name, input)
@@ -266,16 +282,19 @@ class Entrypoint:
                     time.sleep(delay)
         finally:
             _context.leave(tokens)
+        self._keep_run(input, value)
         return _entry_finished(run.sink, value)
 
     async def _execute_async(self, input: Any, info: RunInfo, sink: Sink | None) -> Any:
         loop = asyncio.get_running_loop()
         if not self.is_async:
-            run = Run(self._executor(), task_loop=loop, info=info, sink=sink)
+            run = Run(self._executor(), task_loop=loop, info=info, sink=sink, cache=self.cache)
             ctx = contextvars.copy_context()
             call = functools.partial(ctx.run, self._execute_sync, run, input)
             return await loop.run_in_executor(None, call)
-        run = Run(self._executor(), loop, info=info, sink=sink)
+        run = Run(self._executor(), loop, info=info, sink=sink, cache=self.cache)
+        if (hit := self._cached_run(run, input)) is not MISS:
+            return hit
         tokens = _context.enter(run)
         try:
             _entry_started(sink, self.name, input)
@@ -296,7 +315,27 @@ class Entrypoint:
                     await asyncio.sleep(delay)
         finally:
             _context.leave(tokens)
+        self._keep_run(input, value)
         return _entry_finished(sink, value)
+
+    def _run_key(self, input: Any) -> bytes | None:
+        if self.cache is None or self.cache_policy is None:
+            return None
+        return entry_key(identity_prefix(self.func, self.name), self.cache_policy, (input,), {})
+
+    def _cached_run(self, run: Run, input: Any) -> Any:
+        """With ``cache_policy`` and a cache: the run's value for this input, or MISS."""
+        key = self._run_key(input)
+        value = MISS if key is None else self.cache.cache_get(key)
+        if value is not MISS and run.sink is not None:
+            run.sink.emit("updates", {self.name: value, "__metadata__": {"cached": True}})
+            run.sink.emit("values", value)
+        return value
+
+    def _keep_run(self, input: Any, value: Any) -> None:
+        key = self._run_key(input)
+        if key is not None:
+            self.cache.cache_put(key, value, self.cache_policy.ttl)
 
     def _raising(self, run: Run, exc: BaseException) -> None:
         if isinstance(exc, Exception):
@@ -357,10 +396,13 @@ class Entrypoint:
         raise ValueError("No checkpointer set")
 
     def clear_cache(self) -> None:
-        raise ValueError("No cache is set for this graph. Cannot clear cache.")
+        """Drop the entrypoint's own cached runs (tasks' entries: ``task.clear_cache``)."""
+        if self.cache is None:
+            raise ValueError("No cache is set for this graph. Cannot clear cache.")
+        self.cache.cache_clear([identity_prefix(self.func, self.name)])
 
     async def aclear_cache(self) -> None:
-        raise ValueError("No cache is set for this graph. Cannot clear cache.")
+        self.clear_cache()
 
     def __repr__(self) -> str:
         return f"<entrypoint {self.name!r}>"

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import serde
+from ._cache import entry_key
 from .executors.base import AsyncCallItem, CallItem, Executor, TaskFuture
 from .executors.inline import InlineExecutor
+from .stores.base import MISS, Store
 from .stream import WORKER_MODES, Sink
 from .types import Runtime, StreamWriter, _no_op_writer
 
@@ -71,7 +73,16 @@ class Run:
     body's loop, or for a sync body under ``ainvoke`` the caller's loop, as LangGraph.
     """
 
-    __slots__ = ("_outstanding", "executor", "info", "loop", "sink", "task_loop", "writer")
+    __slots__ = (
+        "_outstanding",
+        "cache",
+        "executor",
+        "info",
+        "loop",
+        "sink",
+        "task_loop",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -80,8 +91,10 @@ class Run:
         task_loop: asyncio.AbstractEventLoop | None = None,
         info: RunInfo | None = None,
         sink: Sink | None = None,
+        cache: Store | None = None,
     ):
         self.executor = executor
+        self.cache = cache
         self.loop = loop
         self.task_loop = loop if loop is not None else task_loop
         self.info = info if info is not None else RunInfo()
@@ -93,7 +106,7 @@ class Run:
         """The run of task calls made inside a running task of this run: inline, where
         that task runs (no pool is ever started in a worker, and a pool thread never
         waits on its own pool), with the same info and sink."""
-        return Run(InlineExecutor(), loop, info=self.info, sink=self.sink)
+        return Run(InlineExecutor(), loop, info=self.info, sink=self.sink, cache=self.cache)
 
     def runtime(self) -> Runtime:
         info = self.info
@@ -103,6 +116,12 @@ class Run:
         """Schedule one call of ``task`` and return its future."""
         if task.is_async and self.task_loop is None:
             raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
+        cache_key = None
+        if task.cache_policy is not None and self.cache is not None:
+            cache_key = entry_key(task.cache_prefix(), task.cache_policy, args, kwargs)
+            value = self.cache.cache_get(cache_key)
+            if value is not MISS:
+                return self._cached(task, value, args, kwargs)
         executor = self.executor
         if executor.serializes:
             payload: Any = serde.dumps_arguments(task.name, args, kwargs)
@@ -115,6 +134,7 @@ class Run:
         else:
             future = self.loop.create_future()
             call = AsyncCallItem(task, payload, future, executor, self.loop, self)
+        call.cache_key = cache_key
         self._outstanding[future] = call
         future.add_done_callback(self._forget)
         if self.sink is not None:
@@ -124,6 +144,14 @@ class Run:
         except BaseException:
             self._outstanding.pop(future, None)
             raise
+        return future
+
+    def _cached(self, task: TaskFunction, value: Any, args: tuple, kwargs: dict) -> Any:
+        """A cache hit: answered here, no worker involved; streamed as LangGraph marks it."""
+        if self.sink is not None:
+            self.sink.emit("updates", {task.name: value, "__metadata__": {"cached": True}})
+        future: Any = TaskFuture() if self.loop is None else self.loop.create_future()
+        future.set_result(value)
         return future
 
     def _forget(self, future: Any) -> None:

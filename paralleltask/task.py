@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context, serde
+from ._cache import as_cache_policy, identity_prefix
 from ._inject import injected_parameters
 from ._retry import as_policies
 from ._unsupported import refuse
+from .stores.base import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,7 +36,12 @@ class TaskFunction(Generic[P, T]):
     """
 
     def __init__(
-        self, func: Callable[P, T], *, name: str | None = None, retry_policies: tuple = ()
+        self,
+        func: Callable[P, T],
+        *,
+        name: str | None = None,
+        retry_policies: tuple = (),
+        cache_policy: Any = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@task needs a function, got {func!r}")
@@ -48,7 +55,9 @@ class TaskFunction(Generic[P, T]):
         self.name: str = name or _name_of(func)
         self.is_async = _is_async_callable(func)
         self.retry_policies = retry_policies
+        self.cache_policy = cache_policy
         self.injected = injected_parameters(func)
+        self._cache_prefix: bytes | None = None
         self.task_id = next(_task_ids)
         self._pickled: bytes | None = None
         functools.update_wrapper(self, func)
@@ -61,6 +70,20 @@ class TaskFunction(Generic[P, T]):
             raise RuntimeError(OUTSIDE_RUN_MESSAGE.format(name=self.name))
         return run.call(self, args, kwargs)
 
+    def cache_prefix(self) -> bytes:
+        """The first 16 bytes of this task's cache keys (identity and code)."""
+        if self._cache_prefix is None:
+            self._cache_prefix = identity_prefix(self.func, self.name)
+        return self._cache_prefix
+
+    def clear_cache(self, cache: Store) -> None:
+        """Drop this task's entries from ``cache``, as LangGraph's ``clear_cache``."""
+        if self.cache_policy is not None:
+            cache.cache_clear([self.cache_prefix()])
+
+    async def aclear_cache(self, cache: Store) -> None:
+        self.clear_cache(cache)
+
     def pickled(self) -> bytes:
         """The task pickled for a worker: by reference when importable, else by value."""
         if self._pickled is None:
@@ -71,7 +94,7 @@ class TaskFunction(Generic[P, T]):
         location = _importable_location(self)
         if location is not None:
             return _import_task, location
-        return _rebuild_task, (self.func, self.name, self.retry_policies)
+        return _rebuild_task, (self.func, self.name, self.retry_policies, self.cache_policy)
 
     def __repr__(self) -> str:
         return f"<task {self.name!r} of {self.func!r}>"
@@ -84,8 +107,8 @@ def _import_task(module_name: str, qualname: str) -> TaskFunction:
     return obj
 
 
-def _rebuild_task(func: Callable, name: str, retry_policies: tuple) -> TaskFunction:
-    return TaskFunction(func, name=name, retry_policies=retry_policies)
+def _rebuild_task(func: Callable, name: str, retry_policies: tuple, cache_policy) -> TaskFunction:
+    return TaskFunction(func, name=name, retry_policies=retry_policies, cache_policy=cache_policy)
 
 
 def _importable_location(task: TaskFunction) -> tuple[str, str] | None:
@@ -150,12 +173,13 @@ def task(
     sync entrypoint, ``asyncio.Future`` in an async one) and runs on the entrypoint's
     executor, by default a warm pool of worker processes.
     """
-    refuse("task", cache_policy=cache_policy, timeout=timeout)
+    refuse("task", timeout=timeout)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"task name must be a str, got {name!r}")
     retry_policies = as_policies(retry_policy, "task")
+    policy = as_cache_policy(cache_policy, "task")
 
     def decorate(f: Callable[..., Any]) -> TaskFunction:
-        return TaskFunction(f, name=name, retry_policies=retry_policies)
+        return TaskFunction(f, name=name, retry_policies=retry_policies, cache_policy=policy)
 
     return decorate if func is None else decorate(func)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["RetryPolicy", "Runtime", "StreamWriter", "default_retry_on"]
+__all__ = [
+    "CachePolicy",
+    "RetryPolicy",
+    "Runtime",
+    "StreamWriter",
+    "default_cache_key",
+    "default_retry_on",
+]
 
 StreamWriter = Callable[[Any], None]
 
@@ -82,3 +89,32 @@ class Runtime:
     stream_writer: StreamWriter = field(default=_no_op_writer)
     heartbeat: Callable[[], None] = field(default=_no_op_heartbeat)
     previous: Any = None
+
+
+def _freeze(obj: Any, depth: int = 10) -> Any:
+    """Arguments as hashable plain data, as LangGraph freezes them for cache keys."""
+    if isinstance(obj, Hashable) or depth <= 0:
+        return obj
+    if isinstance(obj, Mapping):
+        return tuple(sorted((k, _freeze(v, depth - 1)) for k, v in obj.items()))
+    if isinstance(obj, Sequence):
+        return tuple(_freeze(x, depth - 1) for x in obj)
+    if hasattr(obj, "tobytes"):  # numpy arrays and friends
+        return (type(obj).__name__, obj.tobytes(), getattr(obj, "shape", None))
+    return obj
+
+
+def default_cache_key(*args: Any, **kwargs: Any) -> str | bytes:
+    """LangGraph's default cache key: the frozen arguments, pickled (protocol 5)."""
+    import pickle
+
+    return pickle.dumps((_freeze(args), _freeze(kwargs)), protocol=5, fix_imports=False)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Cache a task's (or an entrypoint's) results, keyed by ``key_func(*args,
+    **kwargs)``; entries expire after ``ttl`` seconds (None: never)."""
+
+    key_func: Callable[..., str | bytes] = default_cache_key
+    ttl: float | None = None

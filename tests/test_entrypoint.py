@@ -177,7 +177,7 @@ def test_config_is_injected_with_callers_keys():
 
 @pytest.mark.parametrize(
     "parameter",
-    ["checkpointer", "store", "cache", "cache_policy", "timeout"],
+    ["checkpointer", "store", "timeout"],
 )
 def test_later_entrypoint_parameters_are_refused(parameter):
     with pytest.raises(NotImplementedError, match=parameter):

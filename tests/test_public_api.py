@@ -3,9 +3,12 @@
 import paralleltask
 
 PUBLIC = {
+    "CachePolicy",
     "Entrypoint",
     "Executor",
     "InlineExecutor",
+    "LMDBStore",
+    "MemoryStore",
     "ProcessExecutor",
     "RetryPolicy",
     "Runtime",
@@ -15,6 +18,7 @@ PUBLIC = {
     "TaskTimeoutError",
     "ThreadExecutor",
     "WorkerCrashedError",
+    "default_cache_key",
     "default_retry_on",
     "entrypoint",
     "get_config",

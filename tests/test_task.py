@@ -111,7 +111,7 @@ def test_generator_function_refused_at_decoration():
         task(name="g")(agen)
 
 
-@pytest.mark.parametrize("parameter", ["cache_policy", "timeout"])
+@pytest.mark.parametrize("parameter", ["timeout"])
 def test_later_parameters_are_refused_not_ignored(parameter):
     with pytest.raises(NotImplementedError, match=parameter):
         task(**{parameter: object()})

@@ -28,6 +28,7 @@ class CallItem:
     """One task call on its way to an executor; resolves the caller's future once."""
 
     __slots__ = (
+        "cache_key",
         "call_id",
         "executor",
         "failures",
@@ -58,6 +59,7 @@ class CallItem:
         self.run = run
         self.started = False
         self.failures = 0
+        self.cache_key: bytes | None = None  # where a success is kept, if cached
 
     def claim(self) -> bool:
         """Mark the call as running; False if it was cancelled (or stopped) first.
@@ -81,6 +83,8 @@ class CallItem:
             if hasattr(value, "add_note"):  # as LangGraph notes it
                 task_id = call_task_id(self)
                 value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
+        if ok and self.cache_key is not None:
+            run.cache.cache_put(self.cache_key, value, self.task.cache_policy.ttl)
         if run is not None and run.sink is not None and value is not CANCELLED:
             run.sink.call_finished(self, ok, value)
         self.resolve(ok, value)

@@ -1,0 +1,189 @@
+"""LMDBStore: cache entries (and, later, checkpoints) in one LMDB environment on disk.
+
+One file serves many processes at once (LMDB's own locking); a process opens each path
+once (``lmdb`` refuses a second ``Environment`` on the same path in one process, and an
+environment must not cross ``fork()``: a child opens its own). Named databases keep the
+roles apart. The map grows when full (``MapFullError``: double it, retry the write) and
+follows another process's growth (``MapResizedError``: adopt the new size, retry).
+Stale reader slots left by crashed processes are cleared on open (``reader_check``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from typing import Any
+
+import lmdb
+
+from ._format import UnverifiedValue, load_key, open_sealed, seal
+from .base import MISS, Store
+
+DEFAULT_MAP_SIZE = 64 * 1024 * 1024
+_EXPIRY = struct.Struct("<d")  # seconds since the epoch; 0.0: never expires
+
+class _Handle:
+    """This process's environment for one path, its lock and its named databases."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.pid = os.getpid()
+        self.env = env
+        self.lock = threading.Lock()  # one transaction of ours at a time: safe resizes
+        self.dbs: dict[bytes, Any] = {}
+
+
+_handles: dict[str, _Handle] = {}
+_handles_lock = threading.Lock()
+
+
+def _handle(path: str, map_size: int) -> _Handle:
+    """This process's handle on ``path`` (a fresh one after ``fork()``)."""
+    handle = _handles.get(path)
+    if handle is not None and handle.pid == os.getpid():
+        return handle
+    with _handles_lock:
+        handle = _handles.get(path)
+        if handle is None or handle.pid != os.getpid():
+            handle = _handles[path] = _Handle(_open(path, map_size))
+        return handle
+
+
+def _open(path: str, map_size: int) -> lmdb.Environment:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path} is a file, not an LMDBStore folder; it was left untouched")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        env = lmdb.open(
+            path,
+            map_size=map_size,
+            subdir=True,
+            max_dbs=8,
+            mode=0o600,
+            readahead=False,
+            max_readers=512,
+        )
+    except lmdb.Error as exc:
+        raise ValueError(
+            f"{path} does not hold a usable LMDB store ({type(exc).__name__}: {exc}); "
+            "it was left untouched"
+        ) from exc
+    env.reader_check()  # slots of readers that crashed
+    return env
+
+
+class LMDBStore(Store):
+    """A store in the LMDB environment at ``path`` (a folder, created owner-only).
+
+    Usable as ``entrypoint(cache=...)`` by any number of processes at once. Values are
+    stamped and authenticated (see ``stores/_format.py``); one that does not verify or
+    will not load counts as a miss. ``map_size`` is where the map starts: it grows.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        if not isinstance(map_size, int) or map_size <= 0:
+            raise ValueError(f"map_size must be a positive int, got {map_size!r}")
+        self.path = os.path.realpath(os.fspath(path))
+        self.map_size = map_size
+        self._key = load_key()
+        self._handle()
+
+    def _handle(self) -> _Handle:
+        return _handle(self.path, self.map_size)
+
+    def _db(self, handle: _Handle, name: bytes) -> Any:
+        db = handle.dbs.get(name)
+        if db is None:
+            db = handle.dbs[name] = self._retrying(handle, lambda: handle.env.open_db(name))
+        return db
+
+    # -- transactions that survive a map that is full or grew elsewhere -------------
+
+    def _read(self, name: bytes, action) -> Any:
+        handle = self._handle()
+        with handle.lock:
+            db = self._db(handle, name)
+
+            def read() -> Any:
+                with handle.env.begin(write=False) as txn:
+                    return action(txn, db)
+
+            return self._retrying(handle, read)
+
+    def _write(self, name: bytes, action) -> Any:
+        handle = self._handle()
+        with handle.lock:
+            db = self._db(handle, name)
+
+            def write() -> Any:
+                with handle.env.begin(write=True) as txn:
+                    return action(txn, db)
+
+            return self._retrying(handle, write)
+
+    @staticmethod
+    def _retrying(handle: _Handle, operation) -> Any:
+        # The caller holds handle.lock, so no transaction of ours is open: resizing the
+        # map is safe (LMDB requires it).
+        while True:
+            try:
+                return operation()
+            except lmdb.MapResizedError:
+                handle.env.set_mapsize(0)  # adopt the size another process grew it to
+            except lmdb.MapFullError:
+                handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+
+    # -- the cache --------------------------------------------------------------------
+
+    def cache_get(self, key: bytes) -> Any:
+        data = self._read(b"cache", lambda txn, db: txn.get(key, db=db))
+        if data is None:
+            return MISS
+        (expiry,) = _EXPIRY.unpack_from(data)
+        if expiry and expiry <= time.time():
+            return MISS
+        try:
+            return open_sealed(self._key, data[_EXPIRY.size :])
+        except UnverifiedValue:
+            return MISS
+        except Exception:  # verified, but will not load here (another Python, a class
+            return MISS  # that changed): a miss, and the next put replaces it
+
+    def cache_put(self, key: bytes, value: Any, ttl: float | None) -> None:
+        expiry = time.time() + ttl if ttl else 0.0
+        data = _EXPIRY.pack(expiry) + seal(self._key, value)
+        self._write(b"cache", lambda txn, db: txn.put(key, data, db=db))
+
+    def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
+        def clear(txn, db) -> None:
+            if prefixes is None:
+                txn.drop(db, delete=False)
+                return
+            cursor = txn.cursor(db=db)
+            for prefix in prefixes:
+                if cursor.set_range(prefix):
+                    while cursor.key().startswith(prefix):
+                        if not cursor.delete():
+                            break
+
+        self._write(b"cache", clear)
+
+    def purge_expired(self) -> int:
+        now = time.time()
+
+        def purge(txn, db) -> int:
+            cursor = txn.cursor(db=db)
+            doomed = [
+                key
+                for key, value in cursor
+                if (_EXPIRY.unpack_from(value)[0] or now + 1) <= now
+            ]
+            for key in doomed:
+                txn.delete(key, db=db)
+            return len(doomed)
+
+        return self._write(b"cache", purge)
+
+    def __repr__(self) -> str:
+        return f"LMDBStore({self.path!r})"

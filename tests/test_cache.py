@@ -1,0 +1,255 @@
+"""The cache: answered in the parent, keyed by identity + key_func, shared through LMDB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paralleltask import CachePolicy, LMDBStore, MemoryStore, entrypoint, task
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def private_key_file(tmp_path_factory, monkeypatch):
+    """Sign stored values with a key of this test session, not the user's."""
+    key_file = tmp_path_factory.getbasetemp() / "store.key"
+    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
+    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
+
+
+def record(folder, x):
+    """Count executions with files: tasks run in other processes."""
+    path = os.path.join(folder, f"{x!r}-{time.monotonic_ns()}")
+    open(path, "w").close()
+
+
+@task(cache_policy=CachePolicy())
+def cached_square(folder, x, *, offset=0):
+    record(folder, x)
+    return x * x + offset
+
+
+@task(cache_policy=CachePolicy())
+def cached_cube(folder, x, *, offset=0):
+    record(folder, x)
+    return x * x * x + offset
+
+
+def runs(folder):
+    return len(os.listdir(folder))
+
+
+def square_job(store):
+    @entrypoint(cache=store)
+    def main(args):
+        folder, xs = args
+        return [f.result() for f in [cached_square(folder, x) for x in xs]]
+
+    return main
+
+
+@pytest.fixture(params=["memory", "lmdb"])
+def store(request, tmp_path_factory):
+    if request.param == "memory":
+        return MemoryStore()
+    return LMDBStore(tmp_path_factory.mktemp("store"))
+
+
+def test_a_hit_runs_nothing_and_returns_the_miss_value(store, tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    main = square_job(store)
+    assert main.invoke((str(folder), [1, 2, 3])) == [1, 4, 9]
+    assert main.invoke((str(folder), [1, 2, 3])) == [1, 4, 9]
+    assert runs(folder) == 3
+
+
+def test_hits_stream_langgraphs_cached_marker(store, tmp_path):
+    main = square_job(store)
+    main.invoke((str(tmp_path), [2]))
+    assert list(main.stream((str(tmp_path), [2]))) == [
+        {"cached_square": 4, "__metadata__": {"cached": True}},
+        {"main": [4]},
+    ]
+
+
+def test_keyword_arguments_and_task_identity_are_part_of_the_key(store, tmp_path):
+    @entrypoint(cache=store)
+    def main(folder):
+        return (
+            cached_square(folder, 2).result(),
+            cached_square(folder, 2, offset=1).result(),
+            cached_cube(folder, 2).result(),
+        )
+
+    assert main.invoke(str(tmp_path)) == (4, 5, 8)
+    assert main.invoke(str(tmp_path)) == (4, 5, 8)
+    assert runs(tmp_path) == 3
+
+
+def test_entries_expire_after_ttl_and_can_be_purged(store, tmp_path):
+    @task(cache_policy=CachePolicy(ttl=0.3))
+    def brief(folder, x):
+        record(folder, x)
+        return x
+
+    @entrypoint(cache=store)
+    def main(folder):
+        return brief(folder, 1).result()
+
+    main.invoke(str(tmp_path))
+    main.invoke(str(tmp_path))
+    assert runs(tmp_path) == 1
+    time.sleep(0.35)
+    assert store.purge_expired() == 1
+    main.invoke(str(tmp_path))
+    assert runs(tmp_path) == 2
+
+
+def test_editing_a_function_invalidates_its_entries(store, tmp_path):
+    def version_one(folder, x):
+        record(folder, x)
+        return x + 1
+
+    def version_two(folder, x):
+        record(folder, x)
+        return x + 2
+
+    results = []
+    for func in (version_one, version_two, version_one):
+        func.__name__ = func.__qualname__ = "same_name"
+        edited = task(cache_policy=CachePolicy())(func)
+
+        @entrypoint(cache=store)
+        def main(folder, edited=edited):
+            return edited(folder, 1).result()
+
+        results.append(main.invoke(str(tmp_path)))
+    assert results == [2, 3, 2]
+    assert runs(tmp_path) == 2  # the third run hit version one's entry
+
+
+def test_task_and_entrypoint_clear_cache(store, tmp_path):
+    @entrypoint(cache=store, cache_policy=CachePolicy())
+    def main(folder):
+        return cached_square(folder, 3).result()
+
+    assert main.invoke(str(tmp_path)) == 9
+    main.clear_cache()  # the run's own entry: the body runs again, its task still hits
+    assert main.invoke(str(tmp_path)) == 9 and runs(tmp_path) == 1
+    cached_square.clear_cache(store)
+    main.clear_cache()
+    assert main.invoke(str(tmp_path)) == 9 and runs(tmp_path) == 2
+
+
+def test_without_a_cache_the_policy_is_inert(tmp_path):
+    @entrypoint()
+    def main(folder):
+        return cached_square(folder, 2).result()
+
+    main.invoke(str(tmp_path))
+    main.invoke(str(tmp_path))
+    assert runs(tmp_path) == 2
+    with pytest.raises(ValueError, match="No cache is set"):
+        main.clear_cache()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-1000, 1000), max_size=8))
+def test_property_hit_equals_miss(xs):
+    store = MemoryStore()
+    folder = os.path.join(ROOT, ".hypothesis-runs")
+    os.makedirs(folder, exist_ok=True)
+    main = square_job(store)
+    assert main.invoke((folder, xs)) == main.invoke((folder, xs)) == [x * x for x in xs]
+
+
+def test_lmdb_cache_survives_the_process_and_is_shared(tmp_path):
+    path, folder = tmp_path / "store", tmp_path / "runs"
+    folder.mkdir()
+    script = (
+        "import sys; from tests.test_cache import square_job; from paralleltask import LMDBStore;"
+        f"print(square_job(LMDBStore({str(path)!r})).invoke(({str(folder)!r}, [5, 6])))"
+    )
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "[25, 36]"
+    assert square_job(LMDBStore(path)).invoke((str(folder), [5, 6])) == [25, 36]
+    assert runs(folder) == 2  # computed once, by the first process
+
+
+class Booby:
+    """Unpickling one writes a file: proof of whether a stored value was loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_foreign_or_tampered_values_are_misses_and_never_unpickled(tmp_path, monkeypatch):
+    path, proof = tmp_path / "store", tmp_path / "unpickled"
+    monkeypatch.setenv("PARALLELTASK_STORE_KEY", "someone else's key")
+    LMDBStore(path).cache_put(b"k" * 32, Booby(str(proof)), None)  # a foreign store
+    monkeypatch.delenv("PARALLELTASK_STORE_KEY")
+    ours = LMDBStore(path)
+    assert ours.cache_get(b"k" * 32) is not None and not proof.exists()
+
+    ours.cache_put(b"t" * 32, 41, None)
+    handle = ours._handle()  # tamper: flip a byte of the payload
+    env, db = handle.env, ours._db(handle, b"cache")
+    with env.begin(write=True) as txn:
+        data = bytearray(txn.get(b"t" * 32, db=db))
+        data[-2] ^= 1
+        txn.put(b"t" * 32, bytes(data), db=db)
+    from paralleltask.stores import MISS
+
+    assert ours.cache_get(b"k" * 32) is MISS and ours.cache_get(b"t" * 32) is MISS
+    assert not proof.exists()
+
+
+def test_a_tiny_map_grows_to_take_50_mb(tmp_path):
+    store = LMDBStore(tmp_path / "store", map_size=64 * 1024)
+    blob = os.urandom(1024 * 1024)
+    for i in range(50):
+        store.cache_put(i.to_bytes(32, "big"), blob, None)
+    assert store.cache_get((49).to_bytes(32, "big")) == blob
+
+
+def test_garbage_path_fails_clearly_and_is_left_as_it_was(tmp_path):
+    folder = tmp_path / "garbage"
+    folder.mkdir()
+    (folder / "data.mdb").write_bytes(b"not lmdb " * 1000)
+    with pytest.raises(ValueError, match="garbage"):
+        LMDBStore(folder)
+    assert (folder / "data.mdb").read_bytes() == b"not lmdb " * 1000
+    a_file = tmp_path / "a-file"
+    a_file.write_text("hello")
+    with pytest.raises(ValueError, match="a-file"):
+        LMDBStore(a_file)
+    assert a_file.read_text() == "hello"
+
+
+def test_store_folder_is_owner_only(tmp_path):
+    LMDBStore(tmp_path / "store")
+    assert (os.stat(tmp_path / "store").st_mode & 0o777) == 0o700
+
+
+def test_bad_cache_arguments_are_refused():
+    with pytest.raises(TypeError, match="store"):
+        entrypoint(cache={})
+    with pytest.raises(TypeError, match="CachePolicy"):
+        task(cache_policy=5)
+    with pytest.raises(ValueError, match="ttl"):
+        task(cache_policy=CachePolicy(ttl=-1))
