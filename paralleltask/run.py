@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import serde
 from ._cache import entry_key
-from .executors.base import AsyncCallItem, CallItem, Executor, TaskFuture
+from .executors.base import AsyncCallItem, CallItem, DoneFuture, Executor, TaskFuture
 from .executors.inline import InlineExecutor
 from .stores.base import MISS, Store
 from .stream import WORKER_MODES, Sink
@@ -150,7 +150,9 @@ class Run:
         """A cache hit: answered here, no worker involved; streamed as LangGraph marks it."""
         if self.sink is not None:
             self.sink.emit("updates", {task.name: value, "__metadata__": {"cached": True}})
-        future: Any = TaskFuture() if self.loop is None else self.loop.create_future()
+        if self.loop is None:
+            return DoneFuture(value)
+        future = self.loop.create_future()
         future.set_result(value)
         return future
 

@@ -12,6 +12,7 @@ import abc
 import asyncio
 import concurrent.futures as cf
 import itertools
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .._retry import call_later, retry_delay
@@ -155,6 +156,21 @@ class TaskFuture(cf.Future):
         if cancelled and self.call is not None:
             self.call.executor.cancel(self.call)
         return cancelled
+
+
+class DoneFuture(cf.Future):
+    """A future born finished (a cache hit): no condition of its own to create, since
+    nothing ever waits on it (they share one; it only guards the state)."""
+
+    _shared_condition = threading.Condition()
+
+    def __init__(self, value: Any) -> None:
+        self._condition = self._shared_condition
+        self._state = "FINISHED"
+        self._result = value
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks = []
 
 
 class Executor(abc.ABC):

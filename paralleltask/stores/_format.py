@@ -70,18 +70,16 @@ def _create_key_file(path: str) -> bytes:
 def seal(key: bytes, value: Any) -> bytes:
     """``value`` as stored bytes (cloudpickle, stamped and tagged)."""
     payload = serde.dumps(value)
-    tag = hmac.new(key, STAMP + payload, hashlib.sha256).digest()
-    return STAMP + tag + payload
+    return STAMP + hmac.digest(key, STAMP + payload, "sha256") + payload
 
 
 def open_sealed(key: bytes, data: bytes) -> Any:
     """The value in ``data``; :class:`UnverifiedValue` before unpickling if it does not
     verify; the unpickling error itself if it verifies but will not load."""
-    view = memoryview(data)
-    if bytes(view[:3]) != STAMP or len(data) < 3 + TAG_SIZE:
+    if data[:3] != STAMP or len(data) < 3 + TAG_SIZE:
         raise UnverifiedValue("not a paralleltask value (unknown format stamp)")
-    payload = view[3 + TAG_SIZE :]
-    expected = hmac.new(key, STAMP + payload, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, bytes(view[3 : 3 + TAG_SIZE])):
+    payload = data[3 + TAG_SIZE :]
+    expected = hmac.digest(key, STAMP + payload, "sha256")  # C fast path: ~0.5 µs
+    if not hmac.compare_digest(expected, data[3 : 3 + TAG_SIZE]):
         raise UnverifiedValue("authentication tag does not verify (foreign or tampered)")
     return pickle.loads(payload)

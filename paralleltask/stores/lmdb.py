@@ -73,6 +73,11 @@ def _open(path: str, map_size: int) -> lmdb.Environment:
     return env
 
 
+def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
+    with env.begin(db=db) as txn:
+        return txn.get(key)
+
+
 class LMDBStore(Store):
     """A store in the LMDB environment at ``path`` (a folder, created owner-only).
 
@@ -137,7 +142,14 @@ class LMDBStore(Store):
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
-        data = self._read(b"cache", lambda txn, db: txn.get(key, db=db))
+        handle = self._handle()
+        with handle.lock:
+            db = handle.dbs.get(b"cache") or self._db(handle, b"cache")
+            try:  # the hot path of a hit: one read transaction, no closures
+                with handle.env.begin(db=db) as txn:
+                    data = txn.get(key)
+            except lmdb.MapResizedError:
+                data = self._retrying(handle, lambda: _get(handle.env, db, key))
         if data is None:
             return MISS
         (expiry,) = _EXPIRY.unpack_from(data)
