@@ -76,6 +76,11 @@ class Peer:
         """``run_all`` through ``stream(stream_mode="updates")``; None without streaming."""
         return None
 
+    def cache_hits(self, calls: Sequence[Call]) -> list | None:
+        """``identity`` over ``calls`` through the peer's result cache, warmed first:
+        every call a hit. None for peers without a cache."""
+        return None
+
     def close(self) -> None:
         """Shut the pool down."""
 
@@ -155,12 +160,25 @@ class LokyPeer(_ExecutorPeer):
 
 
 class JoblibPeer(Peer):
-    """``joblib.Parallel(n_jobs=-1)`` on its loky backend, one ``Parallel`` kept open (reused)."""
+    """``joblib.Parallel(n_jobs=-1)`` on its loky backend, one ``Parallel`` kept open (reused).
+    Its cache peer is ``joblib.Memory`` on a temporary folder."""
 
     name = "joblib"
 
     def __init__(self):
         self._parallel = None
+        self._cached_identity = None
+
+    def cache_hits(self, calls):
+        if self._cached_identity is None:
+            import tempfile
+
+            import joblib
+
+            memory = joblib.Memory(tempfile.mkdtemp(prefix="bench-joblib-"), verbose=0)
+            self._cached_identity = memory.cache(workloads.identity)
+            [self._cached_identity(*call) for call in calls]
+        return [self._cached_identity(*call) for call in calls]
 
     def start(self):
         from joblib import Parallel
@@ -197,11 +215,22 @@ class FunctionalApiPeer(Peer):
     ``pool_class`` names the API's executor class whose ``start()`` warms its pool, if any.
     """
 
-    def __init__(self, name: str, api: Any, pool_class: str | None = None):
+    def __init__(
+        self, name: str, api: Any, pool_class: str | None = None, make_cache=None, cache_policy=None
+    ):
         self.name = name
         self._api = api
         self._pool_class = pool_class
         tasks = {func.__name__: api.task(func) for func in TASK_FUNCTIONS}
+        self._cached_job = None
+        if make_cache is not None:
+            cached_identity = api.task(cache_policy=cache_policy())(workloads.identity)
+
+            @api.entrypoint(cache=make_cache())
+            def cached_job(calls):
+                return [future.result() for future in [cached_identity(*c) for c in calls]]
+
+            self._cached_job = cached_job
 
         @api.entrypoint()
         def submit_all_then_collect(job):
@@ -251,6 +280,11 @@ class FunctionalApiPeer(Peer):
         chunks = list(self._submit_all.stream((func.__name__, list(calls))))
         return chunks[-1]["submit_all_then_collect"]  # the entrypoint's own update
 
+    def cache_hits(self, calls):
+        if self._cached_job is None:
+            return None
+        return self._cached_job.invoke(list(calls))
+
     def fresh_process_script(self, loops):
         pool_start = f"api.{self._pool_class}().start()" if self._pool_class else ""
         source = f"""
@@ -270,15 +304,30 @@ class FunctionalApiPeer(Peer):
 def langgraph_peer() -> Peer:
     """LangGraph's own functional API: task calls run in threads of this process."""
     import langgraph.func
+    from langgraph.cache.memory import InMemoryCache
+    from langgraph.types import CachePolicy
 
-    return FunctionalApiPeer("LangGraph", langgraph.func)
+    return FunctionalApiPeer(
+        "LangGraph", langgraph.func, make_cache=InMemoryCache, cache_policy=CachePolicy
+    )
 
 
 def paralleltask_peer() -> Peer:
     """paralleltask: the same API, task calls on its process-wide warm process pool."""
+    import tempfile
+
     import paralleltask
 
-    return FunctionalApiPeer("paralleltask", paralleltask, pool_class="ProcessExecutor")
+    def lmdb_store():
+        return paralleltask.LMDBStore(tempfile.mkdtemp(prefix="bench-lmdb-"))
+
+    return FunctionalApiPeer(
+        "paralleltask",
+        paralleltask,
+        pool_class="ProcessExecutor",
+        make_cache=lmdb_store,
+        cache_policy=paralleltask.CachePolicy,
+    )
 
 
 PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (

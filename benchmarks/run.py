@@ -79,6 +79,7 @@ from benchmarks.suite import (
     REPO_ROOT,
     Bar,
     BatchSpeedup,
+    CacheHits,
     FreshProcess,
     InvokeRoundTrip,
     MapReduceSpeedup,
@@ -195,6 +196,7 @@ def build_suite(sizes: Sizes) -> list[Workload]:
         RoundTrip(sizes.w5_calls),
         InvokeRoundTrip(sizes.w5_calls),
         StreamingOverhead(sizes.w2_counts[0]),
+        CacheHits(1000),
         FreshProcess(W7_LOOPS, timeout_s=min(120.0, sizes.deadline_s)),
         MapReduceSpeedup(
             "Map",

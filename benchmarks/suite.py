@@ -293,6 +293,30 @@ class StreamingOverhead(Workload):
         }
 
 
+class CacheHits(Workload):
+    """W6: calls answered from a warm result cache: µs per hit (LMDB for paralleltask,
+    with its authentication tag checked; LangGraph's InMemoryCache; joblib.Memory)."""
+
+    key = "W6"
+
+    def __init__(self, count: int):
+        self.calls = [(i,) for i in range(count)]
+        self.title = f"{count} cache hits (a warm cache, every call a hit)"
+        self.columns = (
+            absolute("us_per_hit", "µs per hit", "us", "W6 µs/hit", Bar("≤", 10)),
+            ratio_to("LangGraph", "us_per_hit", "÷ LangGraph"),
+        )
+
+    def applies_to(self, peer):
+        return peer.cache_hits(self.calls[:1]) is not None
+
+    def measure(self, peer):
+        peer.cache_hits(self.calls)  # warm: every later call a hit
+        seconds, results = timed(peer.cache_hits, self.calls)
+        check_equal(results, [call[0] for call in self.calls], self.key)
+        return {"us_per_hit": seconds / len(self.calls) * 1e6}
+
+
 class FreshProcess(Workload):
     """A new interpreter imports the library, starts its pool, runs 2 tasks, exits."""
 
