@@ -333,9 +333,13 @@ class Entrypoint:
         return value
 
     def _keep_run(self, input: Any, value: Any) -> None:
+        """The run ended well: cache its value (with ``cache_policy``), and make sure
+        every entry its calls put is stored before the caller sees the result."""
         key = self._run_key(input)
         if key is not None:
             self.cache.cache_put(key, value, self.cache_policy.ttl)
+        if self.cache is not None:
+            self.cache.flush()
 
     def _raising(self, run: Run, exc: BaseException) -> None:
         if isinstance(exc, Exception):

@@ -201,12 +201,16 @@ class Booby:
 def test_foreign_or_tampered_values_are_misses_and_never_unpickled(tmp_path, monkeypatch):
     path, proof = tmp_path / "store", tmp_path / "unpickled"
     monkeypatch.setenv("PARALLELTASK_STORE_KEY", "someone else's key")
-    LMDBStore(path).cache_put(b"k" * 32, Booby(str(proof)), None)  # a foreign store
+    foreign = LMDBStore(path)
+    foreign.cache_put(b"k" * 32, Booby(str(proof)), None)  # a foreign store
+    foreign.flush()
     monkeypatch.delenv("PARALLELTASK_STORE_KEY")
     ours = LMDBStore(path)
     assert ours.cache_get(b"k" * 32) is not None and not proof.exists()
 
     ours.cache_put(b"t" * 32, 41, None)
+    ours.flush()
+    assert ours.cache_get(b"t" * 32) == 41
     handle = ours._handle()  # tamper: flip a byte of the payload
     env, db = handle.env, ours._db(handle, b"cache")
     with env.begin(write=True) as txn:
@@ -224,6 +228,7 @@ def test_a_tiny_map_grows_to_take_50_mb(tmp_path):
     blob = os.urandom(1024 * 1024)
     for i in range(50):
         store.cache_put(i.to_bytes(32, "big"), blob, None)
+    store.flush()  # puts are committed by a writer thread, in batches
     assert store.cache_get((49).to_bytes(32, "big")) == blob
 
 

@@ -33,3 +33,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def purge_expired(self) -> int:
         """Drop the expired entries; return how many."""
+
+    def flush(self) -> None:  # noqa: B027 - stores that write at once have nothing to do
+        """Wait until every put made so far is stored (the end of each run calls it)."""

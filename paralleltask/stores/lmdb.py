@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 from typing import Any
 
 import lmdb
@@ -32,6 +33,7 @@ class _Handle:
         self.env = env
         self.lock = threading.Lock()  # one transaction of ours at a time: safe resizes
         self.dbs: dict[bytes, Any] = {}
+        self.writer: _Writer | None = None
 
 
 _handles: dict[str, _Handle] = {}
@@ -71,6 +73,51 @@ def _open(path: str, map_size: int) -> lmdb.Environment:
         ) from exc
     env.reader_check()  # slots of readers that crashed
     return env
+
+
+class _Writer:
+    """One thread per environment that commits queued puts in batches (group commit):
+    one fsync'd transaction for every put that queued up meanwhile, off the threads
+    that deliver results. ``flush()`` waits until what was queued is committed."""
+
+    def __init__(self, store: LMDBStore) -> None:
+        self._store = store
+        self._queue: list[tuple[bytes, bytes, bytes]] = []
+        self._changed = threading.Condition()
+        self._writing = False
+        self._thread = threading.Thread(target=self._serve, name="paralleltask-lmdb", daemon=True)
+        self._thread.start()
+
+    def put(self, name: bytes, key: bytes, data: bytes) -> None:
+        with self._changed:
+            self._queue.append((name, key, data))
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        with self._changed:
+            while self._queue or self._writing:
+                self._changed.wait()
+
+    def _serve(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                batch, self._queue = self._queue, []
+                self._writing = True
+            try:
+                self._store._write_batch(batch)
+            except Exception as exc:  # a lost cache entry costs a recomputation, no more
+                warnings.warn(
+                    f"LMDB store {self._store.path}: {len(batch)} cache entries were not "
+                    f"written: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
 
 
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
@@ -163,11 +210,37 @@ class LMDBStore(Store):
             return MISS  # that changed): a miss, and the next put replaces it
 
     def cache_put(self, key: bytes, value: Any, ttl: float | None) -> None:
+        """Queue the entry for the writer thread (see :meth:`flush`)."""
         expiry = time.time() + ttl if ttl else 0.0
         data = _EXPIRY.pack(expiry) + seal(self._key, value)
-        self._write(b"cache", lambda txn, db: txn.put(key, data, db=db))
+        handle = self._handle()
+        if handle.writer is None:
+            with handle.lock:
+                if handle.writer is None:
+                    handle.writer = _Writer(self)
+        handle.writer.put(b"cache", key, data)
+
+    def flush(self) -> None:
+        """Wait until every queued put is committed (the end of each run calls it)."""
+        writer = self._handle().writer
+        if writer is not None:
+            writer.flush()
+
+    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
+        handle = self._handle()
+        with handle.lock:
+            dbs = {name: self._db(handle, name) for name in {name for name, _, _ in batch}}
+
+            def write() -> None:
+                with handle.env.begin(write=True) as txn:
+                    for name, key, data in batch:
+                        txn.put(key, data, db=dbs[name])
+
+            self._retrying(handle, write)
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
+        self.flush()  # a queued put must not land after the clear
+
         def clear(txn, db) -> None:
             if prefixes is None:
                 txn.drop(db, delete=False)
@@ -182,6 +255,7 @@ class LMDBStore(Store):
         self._write(b"cache", clear)
 
     def purge_expired(self) -> int:
+        self.flush()
         now = time.time()
 
         def purge(txn, db) -> int:
