@@ -11,14 +11,9 @@ from typing import Any
 
 #: Which release of the contract brings each parameter.
 PLANNED = {
-    "retry_policy": "retry policies",
-    "cache_policy": "the persistent cache (LMDBStore)",
     "timeout": "hard timeouts",
     "checkpointer": "checkpoints (LMDBStore/MemoryStore)",
     "store": "LangGraph's long-term memory store",
-    "cache": "the persistent cache (LMDBStore/MemoryStore)",
-    "context_schema": "runtime context",
-    "context": "runtime context",
     "durability": "checkpoints",
 }
 
