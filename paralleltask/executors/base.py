@@ -36,6 +36,7 @@ class CallItem:
         "future",
         "loop",
         "payload",
+        "pickled_result",
         "run",
         "started",
         "task",
@@ -61,6 +62,7 @@ class CallItem:
         self.started = False
         self.failures = 0
         self.cache_key: bytes | None = None  # where a success is kept, if cached
+        self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
 
     def claim(self) -> bool:
         """Mark the call as running; False if it was cancelled (or stopped) first.
@@ -85,7 +87,8 @@ class CallItem:
                 task_id = call_task_id(self)
                 value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
         if ok and self.cache_key is not None:
-            run.cache.cache_put(self.cache_key, value, self.task.cache_policy.ttl)
+            ttl = self.task.cache_policy.ttl
+            run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result)
         if run is not None and run.sink is not None and value is not CANCELLED:
             run.sink.call_finished(self, ok, value)
         self.resolve(ok, value)

@@ -67,9 +67,10 @@ def _create_key_file(path: str) -> bytes:
     return key
 
 
-def seal(key: bytes, value: Any) -> bytes:
-    """``value`` as stored bytes (cloudpickle, stamped and tagged)."""
-    payload = serde.dumps(value)
+def seal(key: bytes, value: Any, pickled: bytes | None = None) -> bytes:
+    """``value`` as stored bytes (cloudpickle, stamped and tagged); ``pickled``: its
+    pickle already made (a worker's result bytes), which saves pickling it again."""
+    payload = serde.dumps(value) if pickled is None else pickled
     return STAMP + hmac.digest(key, STAMP + payload, "sha256") + payload
 
 

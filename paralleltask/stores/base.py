@@ -23,8 +23,11 @@ class Store(abc.ABC):
         """The live value under ``key``, or :data:`MISS`."""
 
     @abc.abstractmethod
-    def cache_put(self, key: bytes, value: Any, ttl: float | None) -> None:
-        """Keep ``value`` under ``key`` for ``ttl`` seconds (None: until cleared)."""
+    def cache_put(
+        self, key: bytes, value: Any, ttl: float | None, pickled: bytes | None = None
+    ) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (None: until cleared);
+        ``pickled``, if given, is ``value`` already pickled."""
 
     @abc.abstractmethod
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:

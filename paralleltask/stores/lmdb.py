@@ -209,10 +209,12 @@ class LMDBStore(Store):
         except Exception:  # verified, but will not load here (another Python, a class
             return MISS  # that changed): a miss, and the next put replaces it
 
-    def cache_put(self, key: bytes, value: Any, ttl: float | None) -> None:
+    def cache_put(
+        self, key: bytes, value: Any, ttl: float | None, pickled: bytes | None = None
+    ) -> None:
         """Queue the entry for the writer thread (see :meth:`flush`)."""
         expiry = time.time() + ttl if ttl else 0.0
-        data = _EXPIRY.pack(expiry) + seal(self._key, value)
+        data = _EXPIRY.pack(expiry) + seal(self._key, value, pickled)
         handle = self._handle()
         if handle.writer is None:
             with handle.lock:

@@ -30,8 +30,10 @@ class MemoryStore(Store):
         except Exception:
             return MISS
 
-    def cache_put(self, key: bytes, value: Any, ttl: float | None) -> None:
-        blob = serde.dumps(value)
+    def cache_put(
+        self, key: bytes, value: Any, ttl: float | None, pickled: bytes | None = None
+    ) -> None:
+        blob = serde.dumps(value) if pickled is None else pickled
         with self._lock:
             self._cache[key] = (time.time() + ttl if ttl else 0.0, blob)
 
