@@ -152,17 +152,6 @@ class LMDBStore(Store):
 
     # -- transactions that survive a map that is full or grew elsewhere -------------
 
-    def _read(self, name: bytes, action) -> Any:
-        handle = self._handle()
-        with handle.lock:
-            db = self._db(handle, name)
-
-            def read() -> Any:
-                with handle.env.begin(write=False) as txn:
-                    return action(txn, db)
-
-            return self._retrying(handle, read)
-
     def _write(self, name: bytes, action) -> Any:
         handle = self._handle()
         with handle.lock:
