@@ -26,6 +26,9 @@ REFUSED_MODES = {
 WORKER_MODES = frozenset({"custom", "updates", "debug", "tasks"})
 TASK_MODES = frozenset({"debug", "tasks"})
 
+#: modes -> (frozenset of them, wants custom chunks, wants task events)
+_FLAGS: dict[Any, tuple[frozenset[str], bool, bool]] = {}
+
 PUSH_TRIGGERS = ("__pregel_push",)
 START_TRIGGERS = ("__start__",)
 
@@ -53,9 +56,12 @@ class Sink:
     """Where a run's chunks go; subclasses say how to deliver one ``(mode, chunk)``."""
 
     def __init__(self, modes: frozenset[str] | tuple[str, ...]) -> None:
-        self.modes = modes if isinstance(modes, frozenset) else frozenset(modes)
-        self.wants_custom = "custom" in self.modes
-        self._wants_tasks = bool(self.modes & TASK_MODES)
+        # Workers make one sink per call: the flags come from a cache, not set algebra.
+        flags = _FLAGS.get(modes)
+        if flags is None:
+            frozen = frozenset(modes)
+            flags = _FLAGS[modes] = (frozen, "custom" in frozen, bool(frozen & TASK_MODES))
+        self.modes, self.wants_custom, self._wants_tasks = flags
 
     def emit(self, mode: str, chunk: Any) -> None:
         raise NotImplementedError

@@ -91,6 +91,7 @@ class _Worker:
         self.send_lock = threading.Lock()
         self.functions: dict[int, Any] = {}
         self.runs: dict[int, Any] = {}
+        self.inline = InlineExecutor()  # the executor of every nested run in this worker
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_tasks: dict[int, asyncio.Task] = {}
         # Calls received but not started, and those of them cancelled meanwhile: the
@@ -171,7 +172,7 @@ class _Worker:
 
         modes = info.worker_modes()
         sink = ForwardingSink(modes, self, call_id) if modes else None
-        return Run(InlineExecutor(), loop, info=info, sink=sink)
+        return Run(self.inline, loop, info=info, sink=sink)
 
     def _run_sync(self, call_id, task, args, kwargs, info) -> None:
         run = self._nested_run(call_id, info)
