@@ -118,3 +118,34 @@ def test_local_executors_as_context_managers():
     with ThreadExecutor(2) as threads, InlineExecutor() as inline:
         assert facts_on(threads)[0] == os.getpid()
         assert facts_on(inline)[0] == os.getpid()
+
+
+@task
+def start_a_pool_here(_):
+    try:
+        ProcessExecutor(max_workers=1).start()
+    except RuntimeError as error:
+        return str(error)
+    return "started"
+
+
+def test_no_pool_is_ever_started_inside_a_worker():
+    @entrypoint()
+    def main(_):
+        return start_a_pool_here(0).result()
+
+    assert "never starts a process pool inside a worker" in main.invoke(None)
+
+
+def test_a_run_context_that_will_not_pickle_fails_at_the_call():
+    import threading
+
+    from paralleltask import SerializationError
+
+    @entrypoint()
+    def main(_):
+        return worker_facts([]).result()
+
+    with pytest.raises(SerializationError, match="its config, context or retry policies"):
+        main.invoke(None, context={"lock": threading.Lock()})
+    assert main.invoke(None)[0] != os.getpid()  # the pool is untouched
