@@ -26,19 +26,15 @@ from typing import Any
 import pytest
 
 import paralleltask
-from paralleltask import InlineExecutor, ThreadExecutor
-
-LANGGRAPH = "langgraph"
-PROCESS = "paralleltask-process"
-THREAD = "paralleltask-thread"
-INLINE = "paralleltask-inline"
-
-#: One long-lived handle each: a run must not start a thread pool per test.
-EXECUTORS: dict[str, Any] = {
-    PROCESS: None,  # the default, process-wide pool
-    THREAD: ThreadExecutor(max_workers=4),
-    INLINE: InlineExecutor(),
-}
+from tests._impls import (
+    IMPLS,
+    INLINE,
+    PROCESS,
+    THREAD,
+    Api,
+    make_api,
+    xfail_on,
+)
 
 OUTSIDE_MESSAGE = "Called get_config outside of a runnable context"
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
@@ -133,47 +129,9 @@ async def awrite_after(path, delay, text):
 # -- the implementations ---------------------------------------------------------------
 
 
-class Api:
-    """One implementation of the functional API, as a test program sees it."""
-
-    def __init__(self, impl: str, module: Any) -> None:
-        self.impl = impl
-        self.module = module
-        self.task = module.task
-        self.final = module.entrypoint.final
-        self._twins: dict[Any, Any] = {}
-
-    @property
-    def is_langgraph(self) -> bool:
-        return self.impl == LANGGRAPH
-
-    def entrypoint(self, **kwargs: Any) -> Any:
-        """``entrypoint(...)``, on this implementation's executor."""
-        if not self.is_langgraph and EXECUTORS[self.impl] is not None:
-            kwargs["executor"] = EXECUTORS[self.impl]
-        return self.module.entrypoint(**kwargs)
-
-    def shared(self, pt_task: Any) -> Any:
-        """A module-level task of this file, for this implementation: itself for
-        paralleltask, a LangGraph task made from the same function for LangGraph."""
-        if not self.is_langgraph:
-            return pt_task
-        if pt_task not in self._twins:
-            self._twins[pt_task] = self.module.task(pt_task.func, name=pt_task.name)
-        return self._twins[pt_task]
-
-
-@pytest.fixture(params=[LANGGRAPH, PROCESS, THREAD, INLINE])
+@pytest.fixture(params=IMPLS)
 def api(request) -> Api:
-    if request.param == LANGGRAPH:
-        return Api(LANGGRAPH, request.getfixturevalue("langgraph_func"))
-    return Api(request.param, paralleltask)
-
-
-def xfail_on(request, api: Api, impls: set[str], reason: str) -> None:
-    """Mark this run an expected (strict) failure when it runs on one of ``impls``."""
-    if api.impl in impls:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+    return make_api(request.param)
 
 
 def run_with_deadline(fn, seconds: float = 2.0) -> tuple[bool, Any]:
@@ -863,7 +821,7 @@ async def _aappended(items, extra):
 
 @pytest.mark.parametrize("impl", [PROCESS, THREAD, INLINE])
 def test_paralleltask_passes_copies_of_arguments(impl):
-    api = Api(impl, paralleltask)
+    api = Api(impl)
     mutate, amutate = api.task(_appended), api.task(_aappended)
 
     @api.entrypoint()

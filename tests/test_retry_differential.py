@@ -26,25 +26,22 @@ import pytest
 
 import paralleltask
 from paralleltask import (
-    InlineExecutor,
     ProcessExecutor,
     SerializationError,
     TaskTimeoutError,
-    ThreadExecutor,
     WorkerCrashedError,
 )
-
-LANGGRAPH = "langgraph"
-PROCESS = "paralleltask-process"
-THREAD = "paralleltask-thread"
-INLINE = "paralleltask-inline"
-PARALLELTASK = (PROCESS, THREAD, INLINE)
-
-EXECUTORS: dict[str, Any] = {
-    PROCESS: None,  # the default, process-wide pool
-    THREAD: ThreadExecutor(max_workers=4),
-    INLINE: InlineExecutor(),
-}
+from tests._impls import (
+    EXECUTORS,
+    IMPLS,
+    INLINE,
+    LANGGRAPH,
+    PARALLELTASK,
+    PROCESS,
+    THREAD,
+    Api,
+    make_api,
+)
 
 #: Tiny, deterministic backoff: retries cost milliseconds.
 FAST = {"initial_interval": 0.01, "jitter": False}
@@ -61,47 +58,17 @@ def attempts(path: Any) -> int:
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
-class Api:
-    """One implementation of the functional API, as a retrying program sees it."""
-
-    def __init__(self, impl: str) -> None:
-        self.impl = impl
-        if impl == LANGGRAPH:
-            import langgraph.config
-            import langgraph.func
-            import langgraph.types
-
-            self.task = langgraph.func.task
-            self._entrypoint = langgraph.func.entrypoint
-            self.RetryPolicy = langgraph.types.RetryPolicy
-            self.get_stream_writer = langgraph.config.get_stream_writer
-        else:
-            self.task = paralleltask.task
-            self._entrypoint = paralleltask.entrypoint
-            self.RetryPolicy = paralleltask.RetryPolicy
-            self.get_stream_writer = paralleltask.get_stream_writer
-
-    def entrypoint(self, **kwargs: Any) -> Any:
-        if self.impl != LANGGRAPH and EXECUTORS[self.impl] is not None:
-            kwargs["executor"] = EXECUTORS[self.impl]
-        return self._entrypoint(**kwargs)
-
-    def fast(self, **kwargs: Any) -> Any:
-        """A RetryPolicy with tiny intervals and no jitter."""
-        return self.RetryPolicy(**{**FAST, **kwargs})
+def fast(api: Api, **kwargs: Any) -> Any:
+    """A RetryPolicy of ``api``'s with tiny intervals and no jitter."""
+    return api.RetryPolicy(**{**FAST, **kwargs})
 
 
-@pytest.fixture(params=[LANGGRAPH, PROCESS, THREAD, INLINE])
+@pytest.fixture(params=IMPLS)
 def api(request) -> Api:
-    if request.param == LANGGRAPH:
-        pytest.importorskip("langgraph.func")
-    return Api(request.param)
+    return make_api(request.param)
 
 
-def xfail_on(request, api: Api, impls: set[str], reason: str) -> None:
-    """Mark this run an expected (strict) failure when it runs on one of ``impls``."""
-    if api.impl in impls:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
 
 
 @pytest.fixture
@@ -324,22 +291,23 @@ def run_one(api: Api, task: Any, *args: Any) -> tuple[Any, Any]:
 
 
 def test_retry_on_an_exception_type(api, tmp_path):
-    flaky = api.task(retry_policy=api.fast(max_attempts=3, retry_on=KeyError))(_always(KeyError))
+    flaky = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(_always(KeyError))
     _, exc = run_one(api, flaky, str(tmp_path / "k"))
     assert (type(exc), exc.args, attempts(tmp_path / "k")) == (KeyError, ("attempt 3",), 3)
 
-    final = api.task(retry_policy=api.fast(max_attempts=3, retry_on=KeyError))(_always(ValueError))
+    final = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(_always(ValueError))
     _, exc = run_one(api, final, str(tmp_path / "v"))
     assert (type(exc), str(exc), attempts(tmp_path / "v")) == (ValueError, "attempt 1", 1)
 
-    sub = api.task(retry_policy=api.fast(max_attempts=2, retry_on=LookupError))(_always(IndexError))
+    policy = fast(api, max_attempts=2, retry_on=LookupError)
+    sub = api.task(retry_policy=policy)(_always(IndexError))
     _, exc = run_one(api, sub, str(tmp_path / "i"))
     assert (type(exc), str(exc), attempts(tmp_path / "i")) == (IndexError, "attempt 2", 2)
 
 
 @pytest.mark.parametrize("kind", [tuple, list])
 def test_retry_on_a_sequence_of_types(api, tmp_path, kind):
-    policy = api.fast(max_attempts=4, retry_on=kind([KeyError, ZeroDivisionError]))
+    policy = fast(api, max_attempts=4, retry_on=kind([KeyError, ZeroDivisionError]))
     for name, exc_type, expected in [
         ("k", KeyError, 4),
         ("z", ZeroDivisionError, 4),
@@ -359,7 +327,7 @@ def test_retry_on_a_callable(api, tmp_path):
         n = attempt(path)
         raise RuntimeError(f"{word} {n}")
 
-    retried = api.task(retry_policy=api.fast(max_attempts=5, retry_on=decide))(flaky)
+    retried = api.task(retry_policy=fast(api, max_attempts=5, retry_on=decide))(flaky)
     _, exc = run_one(api, retried, str(tmp_path / "a"), "again")
     assert (type(exc), str(exc), attempts(tmp_path / "a")) == (RuntimeError, "again 5", 5)
     _, exc = run_one(api, retried, str(tmp_path / "s"), "stop")
@@ -367,7 +335,7 @@ def test_retry_on_a_callable(api, tmp_path):
 
 
 def test_default_retry_on_in_a_policy(api, tmp_path, fake_http):
-    policy = api.fast()  # default max_attempts=3, retry_on=default_retry_on
+    policy = fast(api)  # default max_attempts=3, retry_on=default_retry_on
     for name, exc_type, expected in [
         ("conn", ConnectionError, 3),
         ("value", ValueError, 1),
@@ -388,7 +356,7 @@ def test_success_after_failures_returns_the_successful_attempts_value(api, tmp_p
             raise ConnectionError(f"attempt {n}")
         return f"ok on {n}"
 
-    task = api.task(retry_policy=api.fast(max_attempts=4, retry_on=ConnectionError))(flaky)
+    task = api.task(retry_policy=fast(api, max_attempts=4, retry_on=ConnectionError))(flaky)
     assert run_one(api, task, str(tmp_path / "a"), 3) == ("ok on 4", None)
     assert attempts(tmp_path / "a") == 4
     _, exc = run_one(api, task, str(tmp_path / "b"), 4)
@@ -396,16 +364,16 @@ def test_success_after_failures_returns_the_successful_attempts_value(api, tmp_p
 
 
 def test_max_attempts_one_never_retries(api, tmp_path):
-    task = api.task(retry_policy=api.fast(max_attempts=1, retry_on=Exception))(_always(KeyError))
+    task = api.task(retry_policy=fast(api, max_attempts=1, retry_on=Exception))(_always(KeyError))
     _, exc = run_one(api, task, str(tmp_path / "a"))
     assert (type(exc), attempts(tmp_path / "a")) == (KeyError, 1)
 
 
 def test_first_matching_policy_wins(api, tmp_path):
     policies = [
-        api.fast(max_attempts=2, retry_on=KeyError),
-        api.fast(max_attempts=4, retry_on=(LookupError, ValueError)),
-        api.fast(max_attempts=5, retry_on=Exception),
+        fast(api, max_attempts=2, retry_on=KeyError),
+        fast(api, max_attempts=4, retry_on=(LookupError, ValueError)),
+        fast(api, max_attempts=5, retry_on=Exception),
     ]
     for name, exc_type, expected in [
         ("key", KeyError, 2),  # the first policy, though the second and third match too
@@ -430,7 +398,7 @@ def test_a_base_exception_is_never_retried(api, tmp_path):
         attempt(path)
         raise Stop("stop")
 
-    task = api.task(retry_policy=api.fast(max_attempts=3, retry_on=lambda exc: True))(stop)
+    task = api.task(retry_policy=fast(api, max_attempts=3, retry_on=lambda exc: True))(stop)
 
     @api.entrypoint()
     def main(path):
@@ -444,7 +412,7 @@ def test_a_base_exception_is_never_retried(api, tmp_path):
 
 
 def test_retry_note_is_added_once(api, tmp_path):
-    task = api.task(name="flaky", retry_policy=api.fast(max_attempts=3, retry_on=KeyError))(
+    task = api.task(name="flaky", retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(
         _always(KeyError)
     )
     _, exc = run_one(api, task, str(tmp_path / "n"))
@@ -469,7 +437,7 @@ def test_async_tasks_retry(api, tmp_path):
             raise KeyError(f"attempt {n}")
         return n
 
-    policy = api.fast(max_attempts=3, retry_on=KeyError)
+    policy = fast(api, max_attempts=3, retry_on=KeyError)
     atask, stask = api.task(retry_policy=policy)(aflaky), api.task(retry_policy=policy)(flaky)
 
     @api.entrypoint()
@@ -490,9 +458,9 @@ def test_async_tasks_retry(api, tmp_path):
 
 def test_entrypoint_policy_applies_to_tasks_without_their_own(api, tmp_path):
     plain = api.task(_always(ValueError))
-    own = api.task(retry_policy=api.fast(max_attempts=1))(_always(ValueError))
+    own = api.task(retry_policy=fast(api, max_attempts=1))(_always(ValueError))
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=3, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=ValueError))
     def main(d):
         outcomes = []
         for name, task in (("plain", plain), ("own", own)):
@@ -514,7 +482,7 @@ def test_entrypoint_policy_reruns_the_body(api, tmp_path):
             raise ValueError(f"body attempt {n}")
         return n
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=3, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=ValueError))
     def main(d):
         return body(d)
 
@@ -526,7 +494,7 @@ def test_entrypoint_policy_reruns_the_body(api, tmp_path):
 
     os.makedirs(tmp_path / "x")
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=2, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=2, retry_on=ValueError))
     def exhausted(d):
         return body(d)
 
@@ -537,7 +505,7 @@ def test_entrypoint_policy_reruns_the_body(api, tmp_path):
 
     os.makedirs(tmp_path / "y")
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=3, retry_on=KeyError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))
     def not_matching(d):
         return body(d)
 
@@ -553,7 +521,7 @@ def test_async_entrypoint_policy_reruns_the_body_and_its_tasks(api, tmp_path):
 
     counted = api.task(task_body)
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=3, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=ValueError))
     async def main(d):
         n = attempt(f"{d}/body")
         await counted(f"{d}/task")
@@ -568,7 +536,7 @@ def test_async_entrypoint_policy_reruns_the_body_and_its_tasks(api, tmp_path):
 def test_body_retry_reruns_the_task_calls_of_the_failed_attempt(api, tmp_path):
     failing = api.task(_always(ValueError))
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=2, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=2, retry_on=ValueError))
     def main(d):
         attempt(f"{d}/body")
         return failing(f"{d}/task").result()
@@ -608,7 +576,7 @@ def test_nested_tasks_under_the_entrypoints_policy(api, tmp_path, is_async):
     outer_task = api.task(outer)
 
     def entry(max_attempts: int) -> Any:
-        policy = api.fast(max_attempts=max_attempts, retry_on=KeyError)
+        policy = fast(api, max_attempts=max_attempts, retry_on=KeyError)
         if is_async:
 
             @api.entrypoint(retry_policy=policy)
@@ -644,7 +612,7 @@ def test_nested_task_with_its_own_policy(api, tmp_path):
             raise KeyError(f"attempt {n}")
         return n
 
-    inner_task = api.task(retry_policy=api.fast(max_attempts=4, retry_on=KeyError))(inner)
+    inner_task = api.task(retry_policy=fast(api, max_attempts=4, retry_on=KeyError))(inner)
     outer_task = api.task(lambda path: inner_task(path).result() * 10)
 
     @api.entrypoint()
@@ -663,7 +631,7 @@ def test_nested_async_task_with_its_own_policy(api, tmp_path):
             raise KeyError(f"attempt {n}")
         return n
 
-    inner_task = api.task(retry_policy=api.fast(max_attempts=4, retry_on=KeyError))(inner)
+    inner_task = api.task(retry_policy=fast(api, max_attempts=4, retry_on=KeyError))(inner)
 
     async def outer(path):
         return await inner_task(path) * 10
@@ -716,7 +684,7 @@ def test_retries_stream_one_task_entry_and_every_attempts_chunks(api, tmp_path):
             raise KeyError(f"attempt {n}")
         return n
 
-    task = api.task(retry_policy=api.fast(max_attempts=3, retry_on=KeyError))(flaky)
+    task = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(flaky)
 
     @api.entrypoint()
     def main(path):
@@ -802,11 +770,11 @@ def test_a_call_in_backoff_does_not_hold_up_its_siblings(impl, tmp_path):
 
 def test_entrypoint_retry_streams_one_entry_and_each_attempts_chunks(api, tmp_path):
     writer_of = api.get_stream_writer
-    flaky = api.task(retry_policy=api.fast(max_attempts=3, retry_on=KeyError))(
+    flaky = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(
         lambda path: attempt(path)
     )
 
-    @api.entrypoint(retry_policy=api.fast(max_attempts=3, retry_on=ValueError))
+    @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=ValueError))
     def main(d):
         n = attempt(f"{d}/body")
         writer_of()(f"body {n}")
@@ -847,9 +815,9 @@ def test_retry_on_an_exception_class_defined_in_the_test(api, tmp_path):
             raise LocalError(f"attempt {n}")
         return n
 
-    task = api.task(retry_policy=api.fast(max_attempts=3, retry_on=LocalError))(flaky)
+    task = api.task(retry_policy=fast(api, max_attempts=3, retry_on=LocalError))(flaky)
     assert run_one(api, task, str(tmp_path / "l")) == (3, None)
-    listed = api.task(retry_policy=api.fast(max_attempts=2, retry_on=[LocalError]))(flaky)
+    listed = api.task(retry_policy=fast(api, max_attempts=2, retry_on=[LocalError]))(flaky)
     _, exc = run_one(api, listed, str(tmp_path / "m"))
     assert isinstance(exc, LocalError) and attempts(tmp_path / "m") == 2
 
@@ -861,7 +829,7 @@ def _unpicklable_policy_program(api: Api, tmp_path: Any, where: str) -> Any:
         with lock:
             return isinstance(exc, KeyError)
 
-    policy = api.fast(max_attempts=3, retry_on=decide)
+    policy = fast(api, max_attempts=3, retry_on=decide)
     task_policy = {"retry_policy": policy} if where == "task" else {}
     entry_policy = {"retry_policy": policy} if where == "entrypoint" else {}
     flaky = api.task(**task_policy)(_always(KeyError))

@@ -25,63 +25,26 @@ from typing import Any
 
 import pytest
 
-import paralleltask
-from paralleltask import InlineExecutor, ThreadExecutor
-
-LANGGRAPH = "langgraph"
-PROCESS = "paralleltask-process"
-THREAD = "paralleltask-thread"
-INLINE = "paralleltask-inline"
-PARALLELTASK = {PROCESS, THREAD, INLINE}
-
-EXECUTORS: dict[str, Any] = {
-    PROCESS: None,  # the default, process-wide pool
-    THREAD: ThreadExecutor(max_workers=4),
-    INLINE: InlineExecutor(),
-}
+from tests._impls import (
+    IMPLS,
+    INLINE,
+    LANGGRAPH,
+    PARALLELTASK,
+    THREAD,
+    Api,
+    make_api,
+    xfail_on,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class Api:
-    """One implementation of the functional API, as a streaming program sees it."""
-
-    def __init__(self, impl: str) -> None:
-        self.impl = impl
-        if impl == LANGGRAPH:
-            import langgraph.config
-            import langgraph.func
-
-            self.task = langgraph.func.task
-            self._entrypoint = langgraph.func.entrypoint
-            self.get_stream_writer = langgraph.config.get_stream_writer
-        else:
-            self.task = paralleltask.task
-            self._entrypoint = paralleltask.entrypoint
-            self.get_stream_writer = paralleltask.get_stream_writer
-        self.final = self._entrypoint.final
-
-    @property
-    def is_langgraph(self) -> bool:
-        return self.impl == LANGGRAPH
-
-    def entrypoint(self, **kwargs: Any) -> Any:
-        if not self.is_langgraph and EXECUTORS[self.impl] is not None:
-            kwargs["executor"] = EXECUTORS[self.impl]
-        return self._entrypoint(**kwargs)
-
-
-@pytest.fixture(params=[LANGGRAPH, PROCESS, THREAD, INLINE])
+@pytest.fixture(params=IMPLS)
 def api(request) -> Api:
-    if request.param == LANGGRAPH:
-        pytest.importorskip("langgraph.func")
-    return Api(request.param)
+    return make_api(request.param)
 
 
-def xfail_on(request, api: Api, impls: set[str], reason: str) -> None:
-    """Mark this run an expected (strict) failure when it runs on one of ``impls``."""
-    if api.impl in impls:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
 
 
 async def acollect(stream) -> list:
