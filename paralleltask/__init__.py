@@ -6,27 +6,40 @@ entrypoint's thread or event loop. A program written for ``langgraph.func`` runs
 unchanged after ``from paralleltask import task, entrypoint``.
 """
 
+from ._interrupt import interrupt
 from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
 from .errors import SerializationError, TaskError, TaskTimeoutError, WorkerCrashedError
 from .executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from .stores import LMDBStore, MemoryStore
 from .task import TaskFunction, task
-from .types import CachePolicy, RetryPolicy, Runtime, default_cache_key, default_retry_on
+from .types import (
+    CachePolicy,
+    Command,
+    Interrupt,
+    RetryPolicy,
+    Runtime,
+    StateSnapshot,
+    default_cache_key,
+    default_retry_on,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CachePolicy",
+    "Command",
     "Entrypoint",
     "Executor",
     "InlineExecutor",
+    "Interrupt",
     "LMDBStore",
     "MemoryStore",
     "ProcessExecutor",
     "RetryPolicy",
     "Runtime",
     "SerializationError",
+    "StateSnapshot",
     "TaskError",
     "TaskFunction",
     "TaskTimeoutError",
@@ -38,5 +51,6 @@ __all__ = [
     "get_config",
     "get_runtime",
     "get_stream_writer",
+    "interrupt",
     "task",
 ]

@@ -60,8 +60,7 @@ def _should_retry_on(policy: Any, exc: Exception) -> bool:
     if callable(retry_on):
         return bool(retry_on(exc))
     raise TypeError(
-        "retry_on must be an Exception class, a list or tuple of Exception classes, "
-        "or a callable"
+        "retry_on must be an Exception class, a list or tuple of Exception classes, or a callable"
     )
 
 

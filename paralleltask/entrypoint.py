@@ -15,15 +15,29 @@ from typing import Any, Generic, TypeVar
 
 from . import _context
 from ._cache import as_cache_policy, entry_key, identity_prefix
+from ._checkpoint import (
+    BODY,
+    Start,
+    ThreadRun,
+    check_durability,
+    seq_of,
+    snapshot,
+    snapshot_of,
+    thread_id_of,
+    update,
+)
 from ._inject import injected_parameters, injections
+from ._interrupt import Scratch
 from ._retry import as_policies, retry_delay
 from ._unsupported import refuse
+from .errors import GraphInterrupt
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
 from .stores.base import MISS, Store
 from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
+from .types import StateSnapshot
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -52,12 +66,14 @@ class entrypoint:
         timeout: Any = None,
         executor: Executor | None = None,
     ) -> None:
-        refuse("entrypoint", checkpointer=checkpointer, store=store, timeout=timeout)
-        if cache is not None and not isinstance(cache, Store):
-            raise TypeError(
-                "entrypoint(cache=...) takes a paralleltask store (LMDBStore or "
-                f"MemoryStore), got {cache!r}"
-            )
+        refuse("entrypoint", store=store, timeout=timeout)
+        for role, value in (("checkpointer", checkpointer), ("cache", cache)):
+            if value is not None and not isinstance(value, Store):
+                raise TypeError(
+                    f"entrypoint({role}=...) takes a paralleltask store (LMDBStore or "
+                    f"MemoryStore), got {value!r}"
+                )
+        self.checkpointer = checkpointer
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(
                 "executor must be a paralleltask executor (ProcessExecutor, "
@@ -77,6 +93,7 @@ class entrypoint:
             self.context_schema,
             self.cache,
             self.cache_policy,
+            self.checkpointer,
         )
 
     @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class Entrypoint:
         context_schema: Any = None,
         cache: Store | None = None,
         cache_policy: Any = None,
+        checkpointer: Store | None = None,
     ) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise NotImplementedError("Generators are not supported in the Functional API.")
@@ -112,6 +130,7 @@ class Entrypoint:
         self.context_schema = context_schema
         self.cache = cache
         self.cache_policy = cache_policy
+        self.checkpointer = checkpointer
         self.is_async = inspect.iscoroutinefunction(func)
         self._injected = injected_parameters(func, skip_first=True)
         functools.update_wrapper(self, func)
@@ -135,11 +154,22 @@ class Entrypoint:
         self._refuse_sync_of_async()
         if stream_mode != "values":
             stream = self.stream(
-                input, config, context=context, stream_mode=stream_mode, version=version
+                input,
+                config,
+                context=context,
+                stream_mode=stream_mode,
+                durability=durability,
+                version=version,
             )
             return list(stream)
         _refuse_v2_values(version)
-        run = Run(self._executor(), info=self._info(config, context, ()), cache=self.cache)
+        info = self._info(config, context, ())
+        run = Run(
+            self._executor(),
+            info=info,
+            cache=self.cache,
+            thread=self._thread(info.config, durability, None),
+        )
         return self._execute_sync(run, input)
 
     async def ainvoke(
@@ -158,11 +188,17 @@ class Entrypoint:
         self._check_call(config, durability, kwargs)
         if stream_mode != "values":
             stream = self.astream(
-                input, config, context=context, stream_mode=stream_mode, version=version
+                input,
+                config,
+                context=context,
+                stream_mode=stream_mode,
+                durability=durability,
+                version=version,
             )
             return [chunk async for chunk in stream]
         _refuse_v2_values(version)
-        return await self._execute_async(input, self._info(config, context, ()), None)
+        info = self._info(config, context, ())
+        return await self._execute_async(input, info, None, durability)
 
     def stream(
         self,
@@ -181,7 +217,7 @@ class Entrypoint:
         self._check_call(config, durability, kwargs)
         self._refuse_sync_of_async()
         modes, single = _stream_options(stream_mode, subgraphs, version)
-        return self._stream_sync(input, config, context, modes, single, version)
+        return self._stream_sync(input, config, context, modes, single, version, durability)
 
     def astream(
         self,
@@ -198,17 +234,22 @@ class Entrypoint:
         """Yield the run's chunks as they happen, on the caller's event loop."""
         self._check_call(config, durability, kwargs)
         modes, single = _stream_options(stream_mode, subgraphs, version)
-        return self._stream_async(input, config, context, modes, single, version)
+        return self._stream_async(input, config, context, modes, single, version, durability)
 
     # -- streaming ----------------------------------------------------------------
 
-    def _stream_sync(self, input, config, context, modes, single, version) -> Iterator[Any]:
+    def _stream_sync(
+        self, input, config, context, modes, single, version, durability
+    ) -> Iterator[Any]:
         chunks: queue.SimpleQueue = queue.SimpleQueue()
+        info = self._info(config, context, modes)
+        sink = StreamSink(modes, chunks.put)
         run = Run(
             self._executor(),
-            info=self._info(config, context, modes),
-            sink=StreamSink(modes, chunks.put),
+            info=info,
+            sink=sink,
             cache=self.cache,
+            thread=self._thread(info.config, durability, sink),
         )
         outcome: list[BaseException] = []
 
@@ -234,7 +275,7 @@ class Entrypoint:
         if outcome:
             raise outcome[0]
 
-    async def _stream_async(self, input, config, context, modes, single, version):
+    async def _stream_async(self, input, config, context, modes, single, version, durability):
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue = asyncio.Queue()
 
@@ -242,9 +283,8 @@ class Entrypoint:
             loop.call_soon_threadsafe(chunks.put_nowait, item)
 
         sink = StreamSink(modes, push)
-        body = asyncio.ensure_future(
-            self._execute_async(input, self._info(config, context, modes), sink)
-        )
+        info = self._info(config, context, modes)
+        body = asyncio.ensure_future(self._execute_async(input, info, sink, durability))
         body.add_done_callback(lambda _: push(None))
         try:
             while (item := await chunks.get()) is not None:
@@ -259,7 +299,11 @@ class Entrypoint:
 
     def _execute_sync(self, run: Run, input: Any) -> Any:
         """Run the body in this thread, with the entrypoint's retries; report its start
-        and end to the run's sink."""
+        and end to the run's sink (and, with a checkpointer, to the thread)."""
+        start = self._begin(run, input)
+        if not start.run_body:
+            return start.value
+        input = start.input
         if (hit := self._cached_run(run, input)) is not MISS:
             return hit
         tokens = _context.enter(run)
@@ -274,25 +318,42 @@ class Entrypoint:
                     break
                 except BaseException as exc:
                     _end_failed_sync(run, exc)
+                    if isinstance(exc, GraphInterrupt):
+                        return self._paused(run, exc)
                     failures += 1
                     delay = retry_delay(self.retry_policies, exc, failures)
                     if delay is None:
                         self._raising(run, exc)
                         raise
                     time.sleep(delay)
+                    self._retrying(run)
         finally:
             _context.leave(tokens)
-        self._keep_run(input, value)
+        self._keep_run(run, input, value, result)
         return _entry_finished(run.sink, value)
 
-    async def _execute_async(self, input: Any, info: RunInfo, sink: Sink | None) -> Any:
+    async def _execute_async(
+        self, input: Any, info: RunInfo, sink: Sink | None, durability: str | None
+    ) -> Any:
         loop = asyncio.get_running_loop()
+        thread = self._thread(info.config, durability, sink)
         if not self.is_async:
-            run = Run(self._executor(), task_loop=loop, info=info, sink=sink, cache=self.cache)
+            run = Run(
+                self._executor(),
+                task_loop=loop,
+                info=info,
+                sink=sink,
+                cache=self.cache,
+                thread=thread,
+            )
             ctx = contextvars.copy_context()
             call = functools.partial(ctx.run, self._execute_sync, run, input)
             return await loop.run_in_executor(None, call)
-        run = Run(self._executor(), loop, info=info, sink=sink, cache=self.cache)
+        run = Run(self._executor(), loop, info=info, sink=sink, cache=self.cache, thread=thread)
+        start = self._begin(run, input)
+        if not start.run_body:
+            return start.value
+        input = start.input
         if (hit := self._cached_run(run, input)) is not MISS:
             return hit
         tokens = _context.enter(run)
@@ -307,16 +368,67 @@ class Entrypoint:
                     break
                 except BaseException as exc:
                     await _end_failed_async(run, exc)
+                    if isinstance(exc, GraphInterrupt):
+                        return self._paused(run, exc)
                     failures += 1
                     delay = retry_delay(self.retry_policies, exc, failures)
                     if delay is None:
                         self._raising(run, exc)
                         raise
                     await asyncio.sleep(delay)
+                    self._retrying(run)
         finally:
             _context.leave(tokens)
-        self._keep_run(input, value)
+        self._keep_run(run, input, value, result)
         return _entry_finished(sink, value)
+
+    # -- checkpoints and interrupts -------------------------------------------------
+
+    def _thread(self, config: dict, durability: str | None, sink: Sink | None):
+        """The run's checkpoints on its thread, or None without a checkpointer."""
+        durability = check_durability(durability)
+        if self.checkpointer is None:
+            return None
+        thread_id = thread_id_of(config)
+        if (config.get("configurable") or {}).get("checkpoint_id"):
+            raise NotImplementedError(
+                "invoke() from a given checkpoint_id (time travel) is not supported: "
+                "paralleltask resumes a thread from its latest checkpoint; leave "
+                "checkpoint_id out of the config"
+            )
+        return ThreadRun(self.checkpointer, thread_id, self.name, durability, sink)
+
+    def _begin(self, run: Run, input: Any) -> Start:
+        """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""
+        thread = run.thread
+        if thread is None:
+            run.scratch = Scratch(f"run|{run.info.run_id}")
+            return Start(True, input)
+        start = thread.begin(input)
+        run.info.previous = thread.previous
+        run.scratch = thread.scratch(BODY)
+        return start
+
+    def _retrying(self, run: Run) -> None:
+        """The body runs again: its calls are numbered afresh, and those that finished
+        in the failed attempt are replayed (as LangGraph replays their writes)."""
+        if run.thread is not None:
+            run.thread.restart()
+        run.scratch.asked = 0
+
+    def _paused(self, run: Run, exc: GraphInterrupt) -> dict[str, list]:
+        """The run stopped at ``interrupt()``: LangGraph's ``{"__interrupt__": [...]}``."""
+        if run.thread is None:
+            interrupts = list(exc.interrupts)
+        else:
+            from_calls = {i.id for i in run.thread.interrupts}
+            by_body = tuple(i for i in exc.interrupts if i.id not in from_calls)
+            interrupts = run.thread.paused(by_body)
+        if run.sink is not None:
+            run.sink.emit("updates", {"__interrupt__": tuple(interrupts)})
+            run.sink.emit("values", {"__interrupt__": tuple(interrupts)})
+        self._flush_cache()
+        return {"__interrupt__": interrupts}
 
     def _run_key(self, input: Any) -> bytes | None:
         if self.cache is None or self.cache_policy is None:
@@ -332,16 +444,27 @@ class Entrypoint:
             run.sink.emit("values", value)
         return value
 
-    def _keep_run(self, input: Any, value: Any) -> None:
-        """The run ended well: cache its value (with ``cache_policy``), and make sure
-        every entry its calls put is stored before the caller sees the result."""
+    def _keep_run(self, run: Run, input: Any, value: Any, result: Any) -> None:
+        """The run ended well: checkpoint it, cache its value (with ``cache_policy``),
+        and make sure all is stored before the caller sees the result."""
+        if run.thread is not None:
+            save = result.save if isinstance(result, entrypoint.final) else value
+            run.thread.finished(value, save)
         key = self._run_key(input)
         if key is not None:
             self.cache.cache_put(key, value, self.cache_policy.ttl)
+        self._flush_cache()
+
+    def _flush_cache(self) -> None:
         if self.cache is not None:
             self.cache.flush()
 
     def _raising(self, run: Run, exc: BaseException) -> None:
+        if run.thread is not None:
+            if isinstance(exc, Exception):
+                run.thread.failed(exc)
+            else:  # Ctrl-C: what finished is kept, the stopped calls are not errors
+                run.thread.close()
         if isinstance(exc, Exception):
             if hasattr(exc, "add_note"):  # as LangGraph notes it
                 exc.add_note(f"During task with name '{self.name}' and id '{ENTRYPOINT_TASK_ID}'")
@@ -371,7 +494,7 @@ class Entrypoint:
             )
 
     def _check_call(self, config, durability, kwargs) -> None:
-        refuse(f"{self.name}.invoke", durability=durability)
+        check_durability(durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
         if kwargs:
@@ -379,25 +502,61 @@ class Entrypoint:
                 f"{self.name}.invoke() got unsupported keyword arguments: {sorted(kwargs)}"
             )
 
-    # -- LangGraph's state methods, as LangGraph answers them without a checkpointer --
+    # -- LangGraph's state methods --------------------------------------------------
 
-    def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> Any:
-        raise ValueError("No checkpointer set")
+    def _checkpoints(self) -> Store:
+        if self.checkpointer is None:
+            raise ValueError("No checkpointer set")
+        return self.checkpointer
 
-    async def aget_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> Any:
-        raise ValueError("No checkpointer set")
+    def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
+        """The thread's latest state (or the config's ``checkpoint_id``'s)."""
+        return snapshot(self._checkpoints(), config, self.name)
 
-    def get_state_history(self, config: dict[str, Any], **kwargs: Any) -> Any:
-        raise ValueError("No checkpointer set")
+    async def aget_state(self, config: dict[str, Any], *, subgraphs: bool = False):
+        return await asyncio.to_thread(self.get_state, config, subgraphs=subgraphs)
 
-    async def aget_state_history(self, config: dict[str, Any], **kwargs: Any) -> Any:
-        raise ValueError("No checkpointer set")
+    def get_state_history(
+        self,
+        config: dict[str, Any],
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[StateSnapshot]:
+        """The thread's states, newest first."""
+        store = self._checkpoints()
+        thread_id = thread_id_of(config, reading=True)
+        before_id = ((before or {}).get("configurable") or {}).get("checkpoint_id")
+        before_seq = seq_of(before_id) if before_id else None
+        count = 0
+        for record in store.checkpoint_history(thread_id):
+            if limit is not None and count >= limit:
+                return
+            if before_seq is not None and record["seq"] >= before_seq:
+                continue
+            state = snapshot_of(store, record, self.name)
+            if filter and any(state.metadata.get(k) != v for k, v in filter.items()):
+                continue
+            count += 1
+            yield state
 
-    def update_state(self, config: dict[str, Any], values: Any, as_node: Any = None) -> Any:
-        raise ValueError("No checkpointer set")
+    async def aget_state_history(self, config: dict[str, Any], **kwargs: Any):
+        for state in await asyncio.to_thread(
+            lambda: list(self.get_state_history(config, **kwargs))
+        ):
+            yield state
 
-    async def aupdate_state(self, config: dict[str, Any], values: Any, as_node: Any = None):
-        raise ValueError("No checkpointer set")
+    def update_state(
+        self, config: dict[str, Any], values: Any, as_node: str | None = None
+    ) -> dict[str, Any]:
+        """Make ``values`` the thread's state, and the next run's ``previous``."""
+        return update(self._checkpoints(), thread_id_of(config, reading=True), values)
+
+    async def aupdate_state(
+        self, config: dict[str, Any], values: Any, as_node: str | None = None
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.update_state, config, values, as_node)
 
     def clear_cache(self) -> None:
         """Drop the entrypoint's own cached runs (tasks' entries: ``task.clear_cache``)."""

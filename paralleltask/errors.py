@@ -118,6 +118,22 @@ def _rebuild_timeout_error(node, elapsed, kind, idle_timeout, run_timeout):
     )
 
 
+class GraphInterrupt(Exception):
+    """Raised by ``interrupt()`` to pause the run (LangGraph's name): never retried,
+    never recorded as an error; ``args[0]`` holds the :class:`Interrupt` values."""
+
+    def __init__(self, interrupts: tuple = ()) -> None:
+        super().__init__(tuple(interrupts))
+
+    @property
+    def interrupts(self) -> tuple:
+        return self.args[0] if self.args else ()
+
+
+class EmptyInputError(ValueError):
+    """``invoke(None)`` on a thread that has nothing to resume (LangGraph's name)."""
+
+
 class RemoteTraceback(Exception):
     """Carries a worker's formatted traceback; set as ``__cause__`` of the re-raised error.
 

@@ -25,6 +25,8 @@ from .stream import WORKER_MODES, Sink
 from .types import Runtime, StreamWriter, _no_op_writer
 
 if TYPE_CHECKING:
+    from ._checkpoint import ThreadRun
+    from ._interrupt import Scratch
     from .task import TaskFunction
 
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
@@ -79,8 +81,10 @@ class Run:
         "executor",
         "info",
         "loop",
+        "scratch",
         "sink",
         "task_loop",
+        "thread",
         "writer",
     )
 
@@ -92,9 +96,13 @@ class Run:
         info: RunInfo | None = None,
         sink: Sink | None = None,
         cache: Store | None = None,
+        thread: ThreadRun | None = None,
+        scratch: Scratch | None = None,
     ):
         self.executor = executor
         self.cache = cache
+        self.thread = thread  # with a checkpointer: the run's checkpoints
+        self.scratch = scratch  # the answers this run's code has to interrupt()
         self.loop = loop
         self.task_loop = loop if loop is not None else task_loop
         self.info = info if info is not None else RunInfo()
@@ -102,11 +110,21 @@ class Run:
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self._outstanding: dict[Any, CallItem] = {}
 
-    def nested(self, loop: asyncio.AbstractEventLoop | None = None) -> Run:
+    def nested(
+        self, loop: asyncio.AbstractEventLoop | None = None, scratch: Scratch | None = None
+    ) -> Run:
         """The run of task calls made inside a running task of this run: inline, where
         that task runs (no pool is ever started in a worker, and a pool thread never
-        waits on its own pool), with the same info and sink."""
-        return Run(InlineExecutor(), loop, info=self.info, sink=self.sink, cache=self.cache)
+        waits on its own pool), with the same info and sink; ``scratch``: the task's
+        answers to ``interrupt()``."""
+        return Run(
+            InlineExecutor(),
+            loop,
+            info=self.info,
+            sink=self.sink,
+            cache=self.cache,
+            scratch=scratch,
+        )
 
     def runtime(self) -> Runtime:
         info = self.info
@@ -116,6 +134,13 @@ class Run:
         """Schedule one call of ``task`` and return its future."""
         if task.is_async and self.task_loop is None:
             raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
+        slot = scratch = None
+        if self.thread is not None:  # checkpointed: calls are numbered, may be replayed
+            slot = self.thread.next_slot()
+            value = self.thread.replayed(slot, task.name)
+            if value is not MISS:
+                return self._done(value)
+            scratch = self.thread.scratch(slot)
         cache_key = None
         if task.cache_policy is not None and self.cache is not None:
             cache_key = entry_key(task.cache_prefix(), task.cache_policy, args, kwargs)
@@ -124,7 +149,7 @@ class Run:
                 return self._cached(task, value, args, kwargs)
         executor = self.executor
         if executor.serializes:
-            payload: Any = serde.dumps_arguments(task.name, args, kwargs)
+            payload: Any = serde.dumps_arguments(task.name, args, kwargs, scratch)
         else:
             payload = (args, kwargs)
         if self.loop is None:
@@ -135,6 +160,8 @@ class Run:
             future = self.loop.create_future()
             call = AsyncCallItem(task, payload, future, executor, self.loop, self)
         call.cache_key = cache_key
+        call.slot = slot
+        call.scratch = scratch
         self._outstanding[future] = call
         future.add_done_callback(self._forget)
         if self.sink is not None:
@@ -150,6 +177,10 @@ class Run:
         """A cache hit: answered here, no worker involved; streamed as LangGraph marks it."""
         if self.sink is not None:
             self.sink.emit("updates", {task.name: value, "__metadata__": {"cached": True}})
+        return self._done(value)
+
+    def _done(self, value: Any) -> Any:
+        """A future born with ``value`` (a cache hit, a replayed call)."""
         if self.loop is None:
             return DoneFuture(value)
         future = self.loop.create_future()

@@ -27,10 +27,11 @@ def dumps(obj: Any) -> bytes:
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
-def dumps_arguments(task_name: str, args: tuple, kwargs: dict) -> bytes:
-    """Pickle a call's arguments, or raise :class:`SerializationError` naming the culprit."""
+def dumps_arguments(task_name: str, args: tuple, kwargs: dict, scratch: Any = None) -> bytes:
+    """Pickle a call's arguments (and, in a checkpointed run, its answers to
+    ``interrupt()``), or raise :class:`SerializationError` naming the culprit."""
     try:
-        return dumps((args, kwargs))
+        return dumps((args, kwargs) if scratch is None else (args, kwargs, scratch))
     except Exception as exc:
         raise _argument_error(task_name, args, kwargs, exc) from exc
 

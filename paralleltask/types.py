@@ -9,8 +9,12 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "CachePolicy",
+    "Command",
+    "Interrupt",
+    "PregelTask",
     "RetryPolicy",
     "Runtime",
+    "StateSnapshot",
     "StreamWriter",
     "default_cache_key",
     "default_retry_on",
@@ -118,3 +122,87 @@ class CachePolicy:
 
     key_func: Callable[..., str | bytes] = default_cache_key
     ttl: float | None = None
+
+
+class Interrupt:
+    """A pause asked for by ``interrupt(value)``: what it surfaced, and the id a
+    ``Command(resume={id: answer})`` answers it by. LangGraph's fields and repr."""
+
+    __slots__ = ("id", "response_schema", "value")
+
+    def __init__(self, value: Any, id: str = "placeholder-id", *, response_schema: Any = None):
+        self.value = value
+        self.id = id
+        self.response_schema = response_schema
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Interrupt):
+            return NotImplemented
+        return (self.value, self.id, self.response_schema) == (
+            other.value,
+            other.id,
+            other.response_schema,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.id,))
+
+    def __repr__(self) -> str:
+        return (
+            f"Interrupt(value={self.value!r}, id={self.id!r}, "
+            f"response_schema={self.response_schema!r})"
+        )
+
+    def __reduce__(self):
+        return _make_interrupt, (self.value, self.id, self.response_schema)
+
+
+def _make_interrupt(value: Any, id: str, response_schema: Any) -> Interrupt:
+    return Interrupt(value, id, response_schema=response_schema)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What to do next with an interrupted run: ``resume`` answers the pending
+    ``interrupt()`` (a single value for the next one, or ``{interrupt_id: value}``).
+
+    LangGraph's ``graph``, ``update`` and ``goto`` belong to graphs; an entrypoint
+    refuses them (as LangGraph's functional API has no nodes to go to)."""
+
+    graph: str | None = None
+    update: Any = None
+    resume: Any = None
+    goto: Any = ()
+
+    def __repr__(self) -> str:
+        fields = {"graph": self.graph, "update": self.update, "resume": self.resume}
+        fields["goto"] = self.goto
+        contents = ", ".join(f"{k}={v!r}" for k, v in fields.items() if v)
+        return f"Command({contents})"
+
+    PARENT = "__parent__"
+
+
+class PregelTask(NamedTuple):
+    """A task of a :class:`StateSnapshot` (LangGraph's fields)."""
+
+    id: str
+    name: str
+    path: tuple
+    error: Exception | None = None
+    interrupts: tuple = ()
+    state: Any = None
+    result: Any = None
+
+
+class StateSnapshot(NamedTuple):
+    """A thread's state at a checkpoint, as LangGraph's ``get_state`` returns it."""
+
+    values: Any
+    next: tuple
+    config: dict
+    metadata: dict | None
+    created_at: str | None
+    parent_config: dict | None
+    tasks: tuple
+    interrupts: tuple

@@ -134,9 +134,7 @@ class _Worker:
 
     # -- one call -------------------------------------------------------------------
 
-    def _start_call(
-        self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob
-    ) -> None:
+    def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob) -> None:
         if not is_async and not self._begin(call_id):
             self._send_text(call_id, CANCELLED, "")
             return
@@ -144,7 +142,7 @@ class _Worker:
             if fn_blob is not None:
                 self.functions[fn_id] = serde.loads(fn_blob)
             task = self.functions[fn_id]
-            args, kwargs = serde.loads(args_blob)
+            arguments = serde.loads(args_blob)  # (args, kwargs[, scratch])
             info = self._run_info(run_id, run_blob)
         except Exception as exc:
             self._begin(call_id)  # no longer queued
@@ -152,10 +150,10 @@ class _Worker:
             return
         if is_async:
             asyncio.run_coroutine_threadsafe(
-                self._run_async(call_id, task, args, kwargs, info), self._event_loop()
+                self._run_async(call_id, task, arguments, info), self._event_loop()
             )
         else:
-            self._run_sync(call_id, task, args, kwargs, info)
+            self._run_sync(call_id, task, arguments, info)
 
     def _run_info(self, run_id: int, run_blob: bytes) -> Any:
         """The run a call belongs to, unpickled once per run (the last few are kept)."""
@@ -166,16 +164,18 @@ class _Worker:
                 del self.runs[next(iter(self.runs))]
         return info
 
-    def _nested_run(self, call_id: int, info: Any, loop=None) -> Any:
+    def _nested_run(self, call_id: int, info: Any, arguments: tuple, loop=None) -> Any:
         """The run of the code of one call: inline; chunks go up the pipe while it runs."""
         from .run import Run
 
         modes = info.worker_modes()
         sink = ForwardingSink(modes, self, call_id) if modes else None
-        return Run(self.inline, loop, info=info, sink=sink)
+        scratch = arguments[2] if len(arguments) > 2 else None
+        return Run(self.inline, loop, info=info, sink=sink, scratch=scratch)
 
-    def _run_sync(self, call_id, task, args, kwargs, info) -> None:
-        run = self._nested_run(call_id, info)
+    def _run_sync(self, call_id, task, arguments, info) -> None:
+        run = self._nested_run(call_id, info, arguments)
+        args, kwargs = arguments[0], arguments[1]
         tokens = _context.enter(run)
         started = time.perf_counter()
         try:
@@ -190,8 +190,9 @@ class _Worker:
         finally:
             _context.leave(tokens)
 
-    async def _run_async(self, call_id, task, args, kwargs, info) -> None:
-        run = self._nested_run(call_id, info, asyncio.get_running_loop())
+    async def _run_async(self, call_id, task, arguments, info) -> None:
+        run = self._nested_run(call_id, info, arguments, asyncio.get_running_loop())
+        args, kwargs = arguments[0], arguments[1]
         _context.enter(run)  # in this asyncio task's own context: no need to leave
         started = time.perf_counter()
         try:

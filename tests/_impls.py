@@ -38,10 +38,16 @@ class Api:
             self.module: Any = langgraph.func
             self.RetryPolicy = langgraph.types.RetryPolicy
             self.get_stream_writer = langgraph.config.get_stream_writer
+            self.interrupt = langgraph.types.interrupt
+            self.Command = langgraph.types.Command
+            self.Interrupt = langgraph.types.Interrupt
         else:
             self.module = paralleltask
             self.RetryPolicy = paralleltask.RetryPolicy
             self.get_stream_writer = paralleltask.get_stream_writer
+            self.interrupt = paralleltask.interrupt
+            self.Command = paralleltask.Command
+            self.Interrupt = paralleltask.Interrupt
         self.task = self.module.task
         self.final = self.module.entrypoint.final
         self._twins: dict[Any, Any] = {}
@@ -55,6 +61,14 @@ class Api:
         if not self.is_langgraph and EXECUTORS[self.impl] is not None:
             kwargs["executor"] = EXECUTORS[self.impl]
         return self.module.entrypoint(**kwargs)
+
+    def checkpointer(self) -> Any:
+        """A fresh in-memory checkpointer: LangGraph's InMemorySaver, or a MemoryStore."""
+        if self.is_langgraph:
+            from langgraph.checkpoint.memory import InMemorySaver
+
+            return InMemorySaver()
+        return paralleltask.MemoryStore()
 
     def shared(self, pt_task: Any) -> Any:
         """A module-level paralleltask task, for this implementation: itself, or for

@@ -177,16 +177,22 @@ def test_config_is_injected_with_callers_keys():
 
 @pytest.mark.parametrize(
     "parameter",
-    ["checkpointer", "store", "timeout"],
+    ["store", "timeout"],
 )
 def test_later_entrypoint_parameters_are_refused(parameter):
     with pytest.raises(NotImplementedError, match=parameter):
         entrypoint(**{parameter: object()})
 
 
-def test_later_invoke_arguments_are_refused():
-    with pytest.raises(NotImplementedError, match="durability"):
-        sum_of_squares.invoke([1], durability="sync")
+@pytest.mark.parametrize("role", ["checkpointer", "cache"])
+def test_a_foreign_store_object_is_refused_naming_the_role(role):
+    with pytest.raises(TypeError, match=rf"entrypoint\({role}=\.\.\.\) takes a paralleltask store"):
+        entrypoint(**{role: object()})
+
+
+def test_an_unknown_durability_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="durability must be one of"):
+        sum_of_squares.invoke([1], durability="always")
 
 
 def test_state_methods_answer_as_langgraph_without_checkpointer():

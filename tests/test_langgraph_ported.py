@@ -1019,7 +1019,6 @@ def test_lg_overriding_injectable_args_with_async_task(api):
 # -- task naming -------------------------------------------------------------------------
 
 
-
 @ported()
 def test_lg_named_tasks_functional(api):
     # Original: test_pregel.py::test_named_tasks_functional. Unchanged.

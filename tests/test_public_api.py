@@ -4,15 +4,18 @@ import paralleltask
 
 PUBLIC = {
     "CachePolicy",
+    "Command",
     "Entrypoint",
     "Executor",
     "InlineExecutor",
+    "Interrupt",
     "LMDBStore",
     "MemoryStore",
     "ProcessExecutor",
     "RetryPolicy",
     "Runtime",
     "SerializationError",
+    "StateSnapshot",
     "TaskError",
     "TaskFunction",
     "TaskTimeoutError",
@@ -24,6 +27,7 @@ PUBLIC = {
     "get_config",
     "get_runtime",
     "get_stream_writer",
+    "interrupt",
     "task",
 }
 

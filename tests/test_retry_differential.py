@@ -68,9 +68,6 @@ def api(request) -> Api:
     return make_api(request.param)
 
 
-
-
-
 @pytest.fixture
 def lg_types():
     return pytest.importorskip("langgraph.types")

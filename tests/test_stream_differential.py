@@ -44,9 +44,6 @@ def api(request) -> Api:
     return make_api(request.param)
 
 
-
-
-
 async def acollect(stream) -> list:
     return [chunk async for chunk in stream]
 

@@ -13,7 +13,8 @@ from .base import CANCELLED, CallItem
 
 def arguments(call: CallItem, serializes: bool) -> tuple[tuple, dict]:
     """The call's ``(args, kwargs)``: fresh copies when the executor serializes."""
-    return serde.loads(call.payload) if serializes else call.payload
+    loaded = serde.loads(call.payload) if serializes else call.payload
+    return loaded[0], loaded[1]
 
 
 def outcome_of_value(call: CallItem, value: Any, serializes: bool) -> tuple[bool, Any]:
@@ -45,7 +46,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
 
     Task calls made inside it belong to a nested inline run, as in a worker.
     """
-    run = call.run.nested()
+    run = call.run.nested(scratch=call.scratch)
     tokens = _context.enter(run)
     try:
         args, kwargs = _with_injections(run, call, *arguments(call, serializes))
@@ -73,7 +74,7 @@ def start_async(call: CallItem, serializes: bool) -> Any:
 
 
 async def _run_async(call: CallItem, serializes: bool) -> None:
-    run = call.run.nested(asyncio.get_running_loop())
+    run = call.run.nested(asyncio.get_running_loop(), call.scratch)
     _context.enter(run)  # in this asyncio task's own copy of the context
     try:
         args, kwargs = _with_injections(run, call, *arguments(call, serializes))

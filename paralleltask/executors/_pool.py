@@ -471,8 +471,8 @@ class WorkerPool:
         if message is not None:
             worker.send_locked(message)
         for call, status, blob in finished:
-            if status == OK and call.cache_key is not None:
-                call.pickled_result = blob  # the cache stores these bytes: no re-pickling
+            if status == OK:
+                call.pickled_result = blob  # cache and checkpoint store these bytes as they are
             call.deliver(*_decode_outcome(call, status, blob))
 
     def _on_worker_exit(self, worker: _WorkerHandle) -> None:

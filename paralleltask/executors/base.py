@@ -11,11 +11,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures as cf
+import functools
 import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
 from .._retry import call_later, retry_delay
+from ..errors import GraphInterrupt
 from ..stream import call_task_id
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class CallItem:
         "payload",
         "pickled_result",
         "run",
+        "scratch",
+        "slot",
         "started",
         "task",
     )
@@ -63,6 +67,8 @@ class CallItem:
         self.failures = 0
         self.cache_key: bytes | None = None  # where a success is kept, if cached
         self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
+        self.slot: bytes | None = None  # where a checkpointed run keeps the outcome
+        self.scratch: Any = None  # the call's answers to interrupt(), when checkpointed
 
     def claim(self) -> bool:
         """Mark the call as running; False if it was cancelled (or stopped) first.
@@ -80,7 +86,7 @@ class CallItem:
         if self.future.done():  # cancelled by the caller, or stopped with its run
             return
         run = self.run
-        if not ok and value is not CANCELLED and run is not None:
+        if not ok and value is not CANCELLED and run is not None and not _pauses(value):
             if self._retried(value):
                 return
             if hasattr(value, "add_note"):  # as LangGraph notes it
@@ -89,6 +95,16 @@ class CallItem:
         if ok and self.cache_key is not None:
             ttl = self.task.cache_policy.ttl
             run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result)
+        if self.slot is not None and value is not CANCELLED:
+            finish_later = functools.partial(self._finish, ok, value)
+            if run.thread.call_finished(
+                self.slot, self.task.name, ok, value, self.pickled_result, finish_later
+            ):
+                return  # durability="sync": the future resolves once the result is stored
+        self._finish(ok, value)
+
+    def _finish(self, ok: bool, value: Any) -> None:
+        run = self.run
         if run is not None and run.sink is not None and value is not CANCELLED:
             run.sink.call_finished(self, ok, value)
         self.resolve(ok, value)
@@ -116,6 +132,11 @@ class CallItem:
             _cancel_future(future)
         else:
             future.set_exception(value)
+
+
+def _pauses(error: BaseException) -> bool:
+    """An ``interrupt()``: neither retried nor noted as a failure (LangGraph's rule)."""
+    return isinstance(error, GraphInterrupt)
 
 
 #: Delivered as the exception of a call that was cancelled after it started.

@@ -1,10 +1,11 @@
-"""LMDBStore: cache entries (and, later, checkpoints) in one LMDB environment on disk.
+"""LMDBStore: cache entries and checkpoints in one LMDB environment on disk.
 
 One file serves many processes at once (LMDB's own locking); a process opens each path
 once (``lmdb`` refuses a second ``Environment`` on the same path in one process, and an
 environment must not cross ``fork()``: a child opens its own). Named databases keep the
-roles apart. The map grows when full (``MapFullError``: double it, retry the write) and
-follows another process's growth (``MapResizedError``: adopt the new size, retry).
+roles apart (``cache``, ``checkpoints``, ``writes``). The map grows when full
+(``MapFullError``: double it, retry the write) and follows another process's growth
+(``MapResizedError``: adopt the new size, retry).
 Stale reader slots left by crashed processes are cleared on open (``reader_check``).
 """
 
@@ -15,15 +16,19 @@ import struct
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import lmdb
 
 from ._format import UnverifiedValue, load_key, open_sealed, seal
-from .base import MISS, Store
+from .base import MISS, OnCommit, Store, thread_key
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _EXPIRY = struct.Struct("<d")  # seconds since the epoch; 0.0: never expires
+_SEQ = struct.Struct(">Q")  # big-endian: a thread's checkpoints sort in order
+_LAST_SEQ = _SEQ.pack(2**64 - 1)
+
 
 class _Handle:
     """This process's environment for one path, its lock and its named databases."""
@@ -82,15 +87,15 @@ class _Writer:
 
     def __init__(self, store: LMDBStore) -> None:
         self._store = store
-        self._queue: list[tuple[bytes, bytes, bytes]] = []
+        self._queue: list[tuple[bytes, bytes, bytes, OnCommit]] = []
         self._changed = threading.Condition()
         self._writing = False
         self._thread = threading.Thread(target=self._serve, name="paralleltask-lmdb", daemon=True)
         self._thread.start()
 
-    def put(self, name: bytes, key: bytes, data: bytes) -> None:
+    def put(self, name: bytes, key: bytes, data: bytes, on_commit: OnCommit = None) -> None:
         with self._changed:
-            self._queue.append((name, key, data))
+            self._queue.append((name, key, data, on_commit))
             self._changed.notify_all()
 
     def flush(self) -> None:
@@ -107,9 +112,9 @@ class _Writer:
                 self._writing = True
             try:
                 self._store._write_batch(batch)
-            except Exception as exc:  # a lost cache entry costs a recomputation, no more
+            except Exception as exc:
                 warnings.warn(
-                    f"LMDB store {self._store.path}: {len(batch)} cache entries were not "
+                    f"LMDB store {self._store.path}: {len(batch)} entries were not "
                     f"written: {type(exc).__name__}: {exc}",
                     RuntimeWarning,
                     stacklevel=1,
@@ -118,6 +123,9 @@ class _Writer:
                 with self._changed:
                     self._writing = False
                     self._changed.notify_all()
+            for *_, on_commit in batch:  # e.g. resolve futures under durability="sync"
+                if on_commit is not None:
+                    on_commit()
 
 
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
@@ -205,11 +213,14 @@ class LMDBStore(Store):
         expiry = time.time() + ttl if ttl else 0.0
         data = _EXPIRY.pack(expiry) + seal(self._key, value, pickled)
         handle = self._handle()
+        self._writer(handle).put(b"cache", key, data)
+
+    def _writer(self, handle: _Handle) -> _Writer:
         if handle.writer is None:
             with handle.lock:
                 if handle.writer is None:
                     handle.writer = _Writer(self)
-        handle.writer.put(b"cache", key, data)
+        return handle.writer
 
     def flush(self) -> None:
         """Wait until every queued put is committed (the end of each run calls it)."""
@@ -217,14 +228,14 @@ class LMDBStore(Store):
         if writer is not None:
             writer.flush()
 
-    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
+    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes, OnCommit]]) -> None:
         handle = self._handle()
         with handle.lock:
-            dbs = {name: self._db(handle, name) for name in {name for name, _, _ in batch}}
+            dbs = {name: self._db(handle, name) for name in {item[0] for item in batch}}
 
             def write() -> None:
                 with handle.env.begin(write=True) as txn:
-                    for name, key, data in batch:
+                    for name, key, data, _ in batch:
                         txn.put(key, data, db=dbs[name])
 
             self._retrying(handle, write)
@@ -252,15 +263,126 @@ class LMDBStore(Store):
         def purge(txn, db) -> int:
             cursor = txn.cursor(db=db)
             doomed = [
-                key
-                for key, value in cursor
-                if (_EXPIRY.unpack_from(value)[0] or now + 1) <= now
+                key for key, value in cursor if (_EXPIRY.unpack_from(value)[0] or now + 1) <= now
             ]
             for key in doomed:
                 txn.delete(key, db=db)
             return len(doomed)
 
         return self._write(b"cache", purge)
+
+    # -- checkpoints ----------------------------------------------------------------
+    #
+    # checkpoints: thread key (16 bytes) + seq (8, big-endian) -> sealed record
+    # writes:      thread key + seq + slot                        -> sealed entry
+    # Both go through the writer (group commit); reads see what is committed.
+
+    def checkpoint_put(self, thread_id: str, record: dict, on_commit: OnCommit = None) -> None:
+        key = thread_key(thread_id) + _SEQ.pack(record["seq"])
+        data = seal(self._key, record)
+        self._writer(self._handle()).put(b"checkpoints", key, data, on_commit)
+
+    def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
+        prefix = thread_key(thread_id)
+
+        def find(txn, db) -> bytes | None:
+            if seq is not None:
+                return txn.get(prefix + _SEQ.pack(seq), db=db)
+            cursor = txn.cursor(db=db)
+            found = cursor.prev() if cursor.set_range(prefix + _LAST_SEQ) else cursor.last()
+            if found and cursor.key().startswith(prefix):
+                return cursor.value()
+            return None
+
+        data = self._read(b"checkpoints", find)
+        return None if data is None else self._open_checkpoint(data, thread_id)
+
+    def checkpoint_history(self, thread_id: str) -> Iterator[dict]:
+        prefix = thread_key(thread_id)
+
+        def collect(txn, db) -> list[bytes]:
+            cursor = txn.cursor(db=db)
+            blobs = []
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    blobs.append(value)
+            return blobs
+
+        for data in reversed(self._read(b"checkpoints", collect)):
+            yield self._open_checkpoint(data, thread_id)
+
+    def write_put(
+        self, thread_id: str, seq: int, slot: bytes, entry: tuple, on_commit: OnCommit = None
+    ) -> None:
+        key = thread_key(thread_id) + _SEQ.pack(seq) + slot
+        self._writer(self._handle()).put(b"writes", key, seal(self._key, entry), on_commit)
+
+    def write_get(self, thread_id: str, seq: int, slot: bytes) -> Any:
+        key = thread_key(thread_id) + _SEQ.pack(seq) + slot
+        data = self._read(b"writes", lambda txn, db: txn.get(key, db=db))
+        return MISS if data is None else self._open_checkpoint(data, thread_id)
+
+    def write_items(
+        self, thread_id: str, seq: int, prefix: bytes = b""
+    ) -> Iterator[tuple[bytes, tuple]]:
+        prefix = thread_key(thread_id) + _SEQ.pack(seq) + prefix
+
+        def collect(txn, db) -> list[tuple[bytes, bytes]]:
+            cursor = txn.cursor(db=db)
+            items = []
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    items.append((key[len(prefix) :], value))
+            return items
+
+        for slot, data in self._read(b"writes", collect):
+            yield slot, self._open_checkpoint(data, thread_id)
+
+    def thread_delete(self, thread_id: str) -> None:
+        self.flush()
+        prefix = thread_key(thread_id)
+
+        def delete(txn, db) -> None:
+            cursor = txn.cursor(db=db)
+            if cursor.set_range(prefix):
+                while cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+
+        self._write(b"checkpoints", delete)
+        self._write(b"writes", delete)
+
+    def _read(self, name: bytes, action) -> Any:
+        handle = self._handle()
+        with handle.lock:
+            db = self._db(handle, name)
+
+            def read() -> Any:
+                with handle.env.begin(db=db) as txn:
+                    return action(txn, db)
+
+            return self._retrying(handle, read)
+
+    def _open_checkpoint(self, data: bytes, thread_id: str) -> Any:
+        """A checkpoint or write that does not verify or load stops the resume, with
+        the reason: replaying it wrong would be worse than not replaying it."""
+        try:
+            return open_sealed(self._key, data)
+        except UnverifiedValue as exc:
+            raise ValueError(
+                f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} was refused "
+                f"unread: {exc}. It was written with another key (PARALLELTASK_STORE_KEY or "
+                "the key file) or altered; nothing of it was unpickled."
+            ) from None
+        except Exception as exc:
+            raise ValueError(
+                f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} verifies but "
+                f"will not load in this Python ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"LMDBStore({self.path!r})"

@@ -5,21 +5,25 @@ from __future__ import annotations
 import pickle
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .. import serde
-from .base import MISS, Store
+from .base import MISS, OnCommit, Store
 
 
 class MemoryStore(Store):
-    """Cache entries in a dict, values kept pickled (so a hit is a copy, as from LMDB).
-
-    Lives and dies with the process; not shared between processes.
+    """Cache entries and checkpoints in dicts, values kept pickled (so a read is a
+    copy, as from LMDB). Lives and dies with the process; not shared between processes.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[bytes, tuple[float, bytes]] = {}
+        self._checkpoints: dict[str, dict[int, bytes]] = {}
+        self._writes: dict[tuple[str, int], dict[bytes, bytes]] = {}
+
+    # -- cache ------------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
         entry = self._cache.get(key)
@@ -54,5 +58,55 @@ class MemoryStore(Store):
                 del self._cache[key]
         return len(expired)
 
+    # -- checkpoints ------------------------------------------------------------------
+
+    def checkpoint_put(self, thread_id: str, record: dict, on_commit: OnCommit = None) -> None:
+        blob = serde.dumps(record)
+        with self._lock:
+            self._checkpoints.setdefault(thread_id, {})[record["seq"]] = blob
+        if on_commit is not None:
+            on_commit()
+
+    def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
+        records = self._checkpoints.get(thread_id)
+        if not records:
+            return None
+        blob = records.get(max(records) if seq is None else seq)
+        return None if blob is None else pickle.loads(blob)
+
+    def checkpoint_history(self, thread_id: str) -> Iterator[dict]:
+        records = self._checkpoints.get(thread_id, {})
+        for seq in sorted(records, reverse=True):
+            yield pickle.loads(records[seq])
+
+    def write_put(
+        self, thread_id: str, seq: int, slot: bytes, entry: tuple, on_commit: OnCommit = None
+    ) -> None:
+        blob = serde.dumps(entry)
+        with self._lock:
+            self._writes.setdefault((thread_id, seq), {})[slot] = blob
+        if on_commit is not None:
+            on_commit()
+
+    def write_get(self, thread_id: str, seq: int, slot: bytes) -> Any:
+        blob = self._writes.get((thread_id, seq), {}).get(slot)
+        return MISS if blob is None else pickle.loads(blob)
+
+    def write_items(
+        self, thread_id: str, seq: int, prefix: bytes = b""
+    ) -> Iterator[tuple[bytes, tuple]]:
+        writes = self._writes.get((thread_id, seq), {})
+        for slot in sorted(s for s in writes if s.startswith(prefix)):
+            yield slot[len(prefix) :], pickle.loads(writes[slot])
+
+    def thread_delete(self, thread_id: str) -> None:
+        with self._lock:
+            self._checkpoints.pop(thread_id, None)
+            for key in [k for k in self._writes if k[0] == thread_id]:
+                del self._writes[key]
+
     def __repr__(self) -> str:
-        return f"MemoryStore({len(self._cache)} cache entries)"
+        return (
+            f"MemoryStore({len(self._cache)} cache entries, "
+            f"{len(self._checkpoints)} checkpointed threads)"
+        )

@@ -1,0 +1,474 @@
+"""Checkpoints of one run: where it starts on its thread, what it replays, what it keeps.
+
+A thread (LangGraph's ``thread_id``) is a sequence of checkpoint records in the store.
+A fresh run adds an *input* record (``next == (name,)``: the body is to run on
+``input``). Each task call the body makes gets a slot, numbered in call order, and
+its result is written there as it finishes (``durability`` says when that write is
+durable); the body's own outcome has the slot ``BODY``. A run that ends well adds a
+*loop* record holding the return value (``values``) and the next run's ``previous``.
+
+A run that failed, was interrupted or was killed leaves its input record last:
+``invoke(None)`` or ``invoke(Command(resume=...))`` runs the body again from it, and
+each call whose slot holds a result is answered from there, read when it is made
+(never all at once). The same input again starts a fresh run, as in LangGraph.
+
+Writes per slot, by key prefix: ``o`` the result, ``e`` the body's error, ``i`` the
+last interrupt the slot raised (with how many answers it had then: it is pending until
+it has one more), ``r`` the answers given to the slot's ``interrupt()`` calls.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import secrets
+import struct
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import serde
+from ._interrupt import NO_ANSWER, Scratch
+from .errors import EmptyInputError
+from .stores.base import MISS, Store
+from .types import Interrupt, PregelTask, StateSnapshot
+
+if TYPE_CHECKING:
+    from .stream import Sink
+
+DURABILITIES = ("sync", "async", "exit")
+BODY = b""
+OUTCOME, ERROR, PENDING, ANSWERS = b"o", b"e", b"i", b"r"
+_SLOT = struct.Struct(">I")
+_NOTHING = object()
+
+
+def call_slot(index: int) -> bytes:
+    """The slot of the body's ``index``-th task call (0-based); sorts in call order."""
+    return _SLOT.pack(index + 1)
+
+
+def thread_id_of(config: dict | None, reading: bool = False) -> str:
+    """The config's ``thread_id``, or LangGraph's error without one: a ValueError
+    naming the keys when a run has no ``configurable`` at all, else KeyError."""
+    configurable = (config or {}).get("configurable")
+    if not configurable and not reading:
+        raise ValueError(
+            "Checkpointer requires one or more of the following 'configurable' keys: "
+            "thread_id, checkpoint_ns, checkpoint_id"
+        )
+    if configurable is None:
+        raise KeyError("configurable")
+    if configurable.get("thread_id") is None:
+        raise KeyError("thread_id")
+    return str(configurable["thread_id"])
+
+
+def check_durability(durability: str | None) -> str:
+    if durability is None:
+        return "async"
+    if durability not in DURABILITIES:
+        raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
+    return durability
+
+
+def new_checkpoint_id(seq: int) -> str:
+    """A UUID-shaped id that sorts as the checkpoint's ``seq`` and names it uniquely."""
+    return str(uuid.UUID(int=(seq << 80) | secrets.randbits(80)))
+
+
+def seq_of(checkpoint_id: str) -> int:
+    try:
+        return uuid.UUID(checkpoint_id).int >> 80
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"not a checkpoint_id of this store: {checkpoint_id!r}") from None
+
+
+def entry_task_id(record: dict, name: str) -> str:
+    digest = hashlib.sha256(f"{record['checkpoint_id']}|{name}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16]))
+
+
+def as_command(value: Any) -> Any:
+    """``value`` if it is a Command (ours, or LangGraph's in a half-migrated program)."""
+    if type(value).__name__ != "Command" or not hasattr(value, "resume"):
+        return None
+    if getattr(value, "graph", None) or getattr(value, "update", None) is not None:
+        raise ValueError(
+            f"{value!r}: an entrypoint has no graph state to update; Command takes "
+            "resume= only here"
+        )
+    if getattr(value, "goto", ()):
+        raise ValueError(f"{value!r}: an entrypoint has no nodes to go to")
+    return value
+
+
+class Start(NamedTuple):
+    """What :meth:`ThreadRun.begin` decided: run the body on ``input``, or not at all
+    (the thread has nothing to resume) and answer ``value``."""
+
+    run_body: bool
+    input: Any = None
+    value: Any = None
+
+
+class ThreadRun:
+    """One run's view of its thread, in the parent: it decides where the run starts,
+    answers replayed calls, and writes results, interrupts and checkpoints."""
+
+    def __init__(
+        self, store: Store, thread_id: str, name: str, durability: str, sink: Sink | None
+    ) -> None:
+        self.store = store
+        self.thread_id = thread_id
+        self.name = name
+        self.durability = durability
+        self.sink = sink
+        self.record: dict = {}
+        self.replaying = False
+        self.interrupts: list[Interrupt] = []  # raised during this run
+        self._calls = 0
+        self._pending: dict[bytes, tuple] = {}  # slot -> its unanswered interrupts
+        self._answers: dict[bytes, list] = {}  # slot -> its answers so far
+        self._answer: Any = _NOTHING  # Command(resume=value): the next pending one's
+        self._answers_by_id: dict[str, Any] = {}
+        self._held: list[tuple[Callable, tuple]] = []  # durability="exit": written at the end
+
+    # -- the start ----------------------------------------------------------------------
+
+    def begin(self, input: Any) -> Start:
+        latest = self.store.checkpoint_get(self.thread_id)
+        command = as_command(input)
+        if command is None and input is None:
+            if latest is None:
+                raise EmptyInputError("Received no input for __start__")
+            if latest["next"]:
+                self._resume(latest, _NOTHING)
+                return Start(True, latest["input"])
+            return self._nothing_to_run(latest)
+        if command is not None and latest is not None:  # (none: LangGraph runs the body
+            if not latest["next"]:  # on the Command itself, as on any input)
+                return self._nothing_to_run(latest)
+            self._resume(latest, command.resume)
+            return Start(True, latest["input"])
+        self._fresh(latest, input)
+        return Start(True, input)
+
+    @property
+    def previous(self) -> Any:
+        return self.record.get("previous")
+
+    def _nothing_to_run(self, latest: dict) -> Start:
+        if self.sink is not None:
+            self.sink.emit("values", latest["values"])
+        return Start(False, value=latest["values"])
+
+    def _fresh(self, latest: dict | None, input: Any) -> None:
+        self.record = _record(
+            self.thread_id,
+            latest,
+            source="input",
+            step=latest["step"] + 1 if latest else -1,
+            values=latest["values"] if latest else None,
+            previous=latest["previous"] if latest else None,
+            next=(self.name,),
+            input=input,
+        )
+        self._put(self.store.checkpoint_put, self.thread_id, self.record)
+        self._announce(self.record)
+        if self.durability == "sync":
+            self.store.flush()
+
+    def _resume(self, latest: dict, answer: Any) -> None:
+        self.record = latest
+        self.replaying = True
+        seq = latest["seq"]
+        for slot, entry in self.store.write_items(self.thread_id, seq, ANSWERS):
+            self._answers[slot] = list(entry[2])
+        for slot, entry in self.store.write_items(self.thread_id, seq, PENDING):
+            if len(self._answers.get(slot, ())) <= entry[3]:
+                self._pending[slot] = entry[2]
+        if isinstance(answer, dict) and answer and self._pending_ids().issuperset(answer):
+            self._answers_by_id = dict(answer)
+        elif answer is not None:
+            self._answer = answer
+        if self.sink is not None:
+            self.sink.emit("values", latest["values"])
+
+    def _pending_ids(self) -> set[str]:
+        return {i.id for interrupts in self._pending.values() for i in interrupts}
+
+    def restart(self) -> None:
+        """The body runs again (a retry): number its calls afresh and replay those that
+        finished in the failed attempt."""
+        self.store.flush()
+        self._calls = 0
+        self.replaying = True
+
+    # -- calls --------------------------------------------------------------------------
+
+    def next_slot(self) -> bytes:
+        slot = call_slot(self._calls)
+        self._calls += 1
+        return slot
+
+    def replayed(self, slot: bytes, name: str) -> Any:
+        """The saved result of the call in ``slot`` if it is a call of ``name``, or MISS."""
+        if not self.replaying:
+            return MISS
+        entry = self.store.write_get(self.thread_id, self.record["seq"], OUTCOME + slot)
+        if entry is MISS or entry[0] != "ok" or entry[1] != name:
+            return MISS
+        return serde.loads(entry[2])
+
+    def scratch(self, slot: bytes) -> Scratch:
+        """The answers the call in ``slot`` has to its ``interrupt()`` calls."""
+        answers = self._answers.setdefault(slot, [])
+        if self.replaying and self._give_answer(slot, answers):
+            self._answered(slot, answers)
+        scratch = Scratch(self._ns(slot), answers)
+        if slot == BODY:
+            scratch.taker = self._take_for_body
+        return scratch
+
+    def _give_answer(self, slot: bytes, answers: list) -> bool:
+        """Add the answer meant for ``slot``'s pending interrupt, if one was given."""
+        pending = self._pending.get(slot)
+        if not pending:
+            return False
+        for pause in pending:
+            if pause.id in self._answers_by_id:
+                answers.append(self._answers_by_id.pop(pause.id))
+                return True
+        if self._answer is not _NOTHING:
+            answers.append(self._answer)
+            self._answer = _NOTHING
+            return True
+        return False
+
+    def _take_for_body(self, scratch: Scratch) -> Any:
+        # The body asks again past its answers: a plain Command(resume=value) still
+        # unclaimed answers it (LangGraph gives it to the first interrupt that asks).
+        if self._answer is _NOTHING:
+            return NO_ANSWER
+        answer, self._answer = self._answer, _NOTHING
+        scratch.answers.append(answer)
+        self._answered(BODY, scratch.answers)
+        return answer
+
+    def _answered(self, slot: bytes, answers: list) -> None:
+        """``slot`` got one more answer: keep its answers; its interrupt is no longer
+        pending (it asks again, with a new id, if it needs more)."""
+        self._put(self._write, ANSWERS + slot, ("answers", self.name, list(answers)))
+        self._pending.pop(slot, None)
+
+    def _ns(self, slot: bytes) -> str:
+        return f"{self.thread_id}|{self.record.get('checkpoint_id')}|{slot.hex()}"
+
+    def call_finished(
+        self,
+        slot: bytes,
+        name: str,
+        ok: bool,
+        value: Any,
+        pickled: bytes | None,
+        on_commit: Callable[[], None] | None,
+    ) -> bool:
+        """Keep a call's outcome; True if ``on_commit`` will be called once it is
+        durable (``durability="sync"``), False if the caller may go on at once."""
+        if ok:
+            blob = pickled if pickled is not None else serde.dumps(value)
+            wait = on_commit if self.durability == "sync" else None
+            self._put(self._write, OUTCOME + slot, ("ok", name, blob), wait)
+            return wait is not None
+        interrupts = getattr(value, "interrupts", None)
+        if type(value).__name__ == "GraphInterrupt" and interrupts:
+            self._interrupted(slot, name, tuple(interrupts))
+        return False
+
+    def _interrupted(self, slot: bytes, name: str, interrupts: tuple) -> None:
+        self.interrupts.extend(interrupts)
+        answered = len(self._answers.get(slot, ()))
+        self._put(self._write, PENDING + slot, ("interrupt", name, interrupts, answered))
+
+    # -- the end ------------------------------------------------------------------------
+
+    def finished(self, value: Any, save: Any) -> None:
+        """The body returned and every call finished: the loop record. (With
+        ``durability="exit"`` it is all that is written, as in LangGraph.)"""
+        if self.durability == "exit":
+            self._held.clear()
+        self._put(self._write, OUTCOME + BODY, ("ok", self.name, serde.dumps(value)))
+        record = _record(
+            self.thread_id,
+            self.record,
+            source="loop",
+            step=self.record["step"] + 1,
+            values=value,
+            previous=save,
+            next=(),
+            input=None,
+        )
+        self._put(self.store.checkpoint_put, self.thread_id, record)
+        self._announce(record)
+        self.close()
+
+    def failed(self, exc: BaseException) -> None:
+        """The body raised: the error shows in ``get_state().tasks``; the input record
+        stays last, so ``invoke(None)`` resumes."""
+        self._put(self._write, ERROR + BODY, ("error", self.name, repr(exc)))
+        self.close()
+
+    def paused(self, raised_by_body: tuple) -> list[Interrupt]:
+        """The run stopped at ``interrupt()``: every interrupt raised, body's last."""
+        if raised_by_body:
+            self._interrupted(BODY, self.name, raised_by_body)
+        self.close()
+        return list(dict.fromkeys(self.interrupts))
+
+    def close(self) -> None:
+        """Write what was held back (``durability="exit"``) and wait until all is stored;
+        also on Ctrl-C, so the next invoke resumes from every finished call."""
+        held, self._held = self._held, []
+        for put, args in held:
+            put(*args)
+        self.store.flush()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _write(self, key: bytes, entry: Any, on_commit: Callable[[], None] | None = None) -> None:
+        self.store.write_put(self.thread_id, self.record["seq"], key, entry, on_commit)
+
+    def _put(self, put: Callable, *args: Any) -> None:
+        if self.durability == "exit":
+            self._held.append((put, args))
+        else:
+            put(*args)
+
+    def _announce(self, record: dict) -> None:
+        sink = self.sink
+        if sink is None or not ({"checkpoints", "debug"} & sink.modes):
+            return
+        payload = checkpoint_payload(record, self.name)
+        sink.emit("checkpoints", payload)
+        if "debug" in sink.modes:
+            event = {"step": record["step"], "timestamp": record["created_at"]}
+            sink.emit("debug", {**event, "type": "checkpoint", "payload": payload})
+
+
+def _record(thread_id: str, parent: dict | None, **fields: Any) -> dict:
+    seq = parent["seq"] + 1 if parent else 0
+    return {
+        "thread_id": thread_id,
+        "seq": seq,
+        "checkpoint_id": new_checkpoint_id(seq),
+        "parent_id": parent["checkpoint_id"] if parent else None,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        **fields,
+    }
+
+
+def _config(record: dict, checkpoint_id: str | None = None) -> dict:
+    return {
+        "configurable": {
+            "thread_id": record["thread_id"],
+            "checkpoint_ns": "",
+            "checkpoint_id": checkpoint_id or record["checkpoint_id"],
+        }
+    }
+
+
+def checkpoint_payload(record: dict, name: str) -> dict:
+    """A record as LangGraph's ``checkpoints`` stream chunk (and debug payload) shows it."""
+    parent = record["parent_id"]
+    return {
+        "config": _config(record),
+        "parent_config": _config(record, parent) if parent else None,
+        "values": record["values"],
+        "metadata": _metadata(record),
+        "next": list(record["next"]),
+        "tasks": [
+            {"id": entry_task_id(record, name), "name": name, "interrupts": (), "state": None}
+            for name in record["next"]
+        ],
+    }
+
+
+def _metadata(record: dict) -> dict:
+    return {"source": record["source"], "step": record["step"], "parents": {}}
+
+
+# -- reading a thread's state (get_state & co.) ----------------------------------------
+
+
+def update(store: Store, thread_id: str, values: Any) -> dict:
+    """``update_state``: a new record holding ``values`` (and them as ``previous``)."""
+    latest = store.checkpoint_get(thread_id)
+    record = _record(
+        thread_id,
+        latest,
+        source="update",
+        step=latest["step"] + 1 if latest else 0,
+        values=values,
+        previous=values,
+        next=(),
+        input=None,
+    )
+    store.checkpoint_put(thread_id, record)
+    store.flush()
+    return _config(record)
+
+
+def snapshot(store: Store, config: dict, name: str) -> StateSnapshot:
+    """The state at the config's ``checkpoint_id``, or the latest one (whose
+    interrupts are those still waiting for an answer)."""
+    thread_id = thread_id_of(config, reading=True)
+    checkpoint_id = config["configurable"].get("checkpoint_id")
+    if checkpoint_id:
+        record = store.checkpoint_get(thread_id, seq_of(checkpoint_id))
+        if record is not None and record["checkpoint_id"] != checkpoint_id:
+            record = None
+    else:
+        record = store.checkpoint_get(thread_id)
+    if record is None:
+        return StateSnapshot({}, (), config, None, None, None, (), ())
+    return snapshot_of(store, record, name, pending_only=not checkpoint_id)
+
+
+def snapshot_of(store: Store, record: dict, name: str, pending_only: bool = False) -> StateSnapshot:
+    tasks: tuple = ()
+    interrupts: tuple = ()
+    if record["next"]:
+        thread_id, seq = record["thread_id"], record["seq"]
+        body = store.write_get(thread_id, seq, OUTCOME + BODY)
+        result = None if body is MISS else serde.loads(body[2])
+        failed = store.write_get(thread_id, seq, ERROR + BODY)
+        error = None if failed is MISS else failed[2]
+        answers = {slot: len(e[2]) for slot, e in store.write_items(thread_id, seq, ANSWERS)}
+        interrupts = tuple(
+            pause
+            for slot, entry in store.write_items(thread_id, seq, PENDING)
+            if not pending_only or answers.get(slot, 0) <= entry[3]
+            for pause in entry[2]
+        )
+        task = PregelTask(
+            entry_task_id(record, name),
+            name,
+            ("__pregel_pull", name),
+            error,
+            interrupts,
+            None,
+            result,
+        )
+        tasks = (task,)
+    parent = record["parent_id"]
+    return StateSnapshot(
+        values=record["values"],
+        next=tuple(record["next"]),
+        config=_config(record),
+        metadata=_metadata(record),
+        created_at=record["created_at"],
+        parent_config=_config(record, parent) if parent else None,
+        tasks=tasks,
+        interrupts=interrupts,
+    )
