@@ -13,6 +13,7 @@ Pools are created once, warmed, and kept for the whole session.
 
 from __future__ import annotations
 
+import itertools
 import os
 import textwrap
 from collections.abc import Callable, Sequence
@@ -74,6 +75,11 @@ class Peer:
 
     def stream_all(self, func: Callable, calls: Sequence[Call]) -> list | None:
         """``run_all`` through ``stream(stream_mode="updates")``; None without streaming."""
+        return None
+
+    def durable_all(self, func: Callable, calls: Sequence[Call], how: str) -> list | None:
+        """``run_all`` with every result checkpointed (``how="checkpointed"``) or put in a
+        cold cache (``"cached"``), or plainly (``"plain"``); None: not offered."""
         return None
 
     def cache_hits(self, calls: Sequence[Call]) -> list | None:
@@ -216,13 +222,21 @@ class FunctionalApiPeer(Peer):
     """
 
     def __init__(
-        self, name: str, api: Any, pool_class: str | None = None, make_cache=None, cache_policy=None
+        self,
+        name: str,
+        api: Any,
+        pool_class: str | None = None,
+        make_cache=None,
+        cache_policy=None,
+        make_checkpointer=None,
     ):
         self.name = name
         self._api = api
         self._pool_class = pool_class
         tasks = {func.__name__: api.task(func) for func in TASK_FUNCTIONS}
         self._cached_job = None
+        self._durable_jobs: dict[str, Any] = {}
+        self._threads = itertools.count()
         if make_cache is not None:
             cached_identity = api.task(cache_policy=cache_policy())(workloads.identity)
 
@@ -231,6 +245,27 @@ class FunctionalApiPeer(Peer):
                 return [future.result() for future in [cached_identity(*c) for c in calls]]
 
             self._cached_job = cached_job
+            cached_tasks = {
+                func.__name__: api.task(cache_policy=cache_policy())(func)
+                for func in TASK_FUNCTIONS
+            }
+
+            @api.entrypoint(cache=make_cache())
+            def cold_cache_job(job):
+                func_name, calls = job
+                futures = [cached_tasks[func_name](*call) for call in calls]
+                return [future.result() for future in futures]
+
+            self._durable_jobs["cached"] = cold_cache_job
+        if make_checkpointer is not None:
+
+            @api.entrypoint(checkpointer=make_checkpointer())
+            def checkpointed_job(job):
+                func_name, calls = job
+                futures = [tasks[func_name](*call) for call in calls]
+                return [future.result() for future in futures]
+
+            self._durable_jobs["checkpointed"] = checkpointed_job
 
         @api.entrypoint()
         def submit_all_then_collect(job):
@@ -285,6 +320,18 @@ class FunctionalApiPeer(Peer):
             return None
         return self._cached_job.invoke(list(calls))
 
+    def durable_all(self, func, calls, how):
+        if how == "plain":
+            return self.run_all(func, calls) if self._durable_jobs else None
+        job = self._durable_jobs.get(how)
+        if job is None:
+            return None
+        if how == "cached":  # cold: every call a miss whose result is put
+            job.cache.cache_clear()
+            return job.invoke((func.__name__, list(calls)))
+        config = {"configurable": {"thread_id": f"bench-{next(self._threads)}"}}
+        return job.invoke((func.__name__, list(calls)), config)
+
     def fresh_process_script(self, loops):
         pool_start = f"api.{self._pool_class}().start()" if self._pool_class else ""
         source = f"""
@@ -327,6 +374,7 @@ def paralleltask_peer() -> Peer:
         pool_class="ProcessExecutor",
         make_cache=lmdb_store,
         cache_policy=paralleltask.CachePolicy,
+        make_checkpointer=lmdb_store,
     )
 
 

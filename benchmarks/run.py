@@ -22,6 +22,7 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
        ~1.0 when the cost per call does not grow with the number of calls in flight.
        Bar: ≤ 100 µs per call and flat (≤ 1.25).
 - W3   400 calls of ~5 ms CPU: speed-up vs serial (per-call overhead at medium grain).
+- W3d  W3 with every result checkpointed in LMDB, and through a cold LMDB cache, ÷ plain W3.
 - W5   one identity call at a time on a warm pool: the median round trip of 200 calls
        (per round), and its ratio to the stdlib pool's and loky's. Bar: ≤ 300 µs.
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
@@ -80,6 +81,7 @@ from benchmarks.suite import (
     Bar,
     BatchSpeedup,
     CacheHits,
+    DurableOverhead,
     FreshProcess,
     InvokeRoundTrip,
     MapReduceSpeedup,
@@ -193,6 +195,7 @@ def build_suite(sizes: Sizes) -> list[Workload]:
             workloads.cpu_burn,
             [(seed, w3_loops) for seed in range(sizes.w3_calls)],
         ),
+        DurableOverhead(workloads.cpu_burn, [(seed, w3_loops) for seed in range(sizes.w3_calls)]),
         RoundTrip(sizes.w5_calls),
         InvokeRoundTrip(sizes.w5_calls),
         StreamingOverhead(sizes.w2_counts[0]),

@@ -293,6 +293,39 @@ class StreamingOverhead(Workload):
         }
 
 
+class DurableOverhead(Workload):
+    """W3d: W3's calls with every result checkpointed to LMDB, and through a cold LMDB
+    cache (every call a miss whose result is stored), against the plain run, alternated
+    within the round (checkpointing every task must cost at most 10 %)."""
+
+    key = "W3d"
+
+    def __init__(self, func: Callable, calls: list, repeats: int = 2):
+        self.func, self.calls, self.repeats = func, calls, repeats
+        self.title = f"W3 ({len(calls)} calls) checkpointed / cold-cached in LMDB vs plain"
+        self.columns = (
+            own_ratio(
+                "checkpointed", "plain", "checkpointed ÷ plain", "W3d ckpt ÷ W3", Bar("≤", 1.10)
+            ),
+            own_ratio("cached", "plain", "cold cache ÷ plain", "W3d cache ÷ W3"),
+        )
+
+    def applies_to(self, peer):
+        return peer.durable_all(self.func, self.calls[:1], "checkpointed") is not None
+
+    def prepare(self, serial):
+        self.expected = serial.run_all(self.func, self.calls)
+
+    def measure(self, peer):
+        seconds: dict[str, list[float]] = {"plain": [], "checkpointed": [], "cached": []}
+        for _ in range(self.repeats):
+            for how, times in seconds.items():
+                took, results = timed(peer.durable_all, self.func, self.calls, how)
+                check_equal(results, self.expected, f"{self.key} {how}")
+                times.append(took)
+        return {how: median(times) for how, times in seconds.items()}
+
+
 class CacheHits(Workload):
     """W6: calls answered from a warm result cache: µs per hit (LMDB for paralleltask,
     with its authentication tag checked; LangGraph's InMemoryCache; joblib.Memory)."""

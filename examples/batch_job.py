@@ -4,12 +4,16 @@ Each chunk of raw CSV lines is one task: it parses every record, checks it, sums
 amounts per customer and country, and computes a content fingerprint (an iterated
 SHA-256 over the normalized records). The entrypoint fans the chunks out to the
 default process pool and merges the partial results. Pure Python, so threads would
-run it at 1x; the pool uses every core. Chunk results are cached in an LMDB folder:
-run it twice and the second run answers every chunk from the cache.
+run it at 1x; the pool uses every core.
+
+One LMDB folder holds the chunk cache and the run's checkpoints: run it twice and
+the second run answers every chunk from the cache; kill it (Ctrl-C, kill -9) and the
+next run resumes, replaying the chunks that had finished.
 
     python examples/batch_job.py                 # 400 000 records in 64 chunks
     python examples/batch_job.py --records 50000 --compare-serial
-    python examples/batch_job.py --no-cache
+    python examples/batch_job.py --no-cache --die-after 20   # killed (SIGKILL) mid-run
+    python examples/batch_job.py --no-cache                  # resumes: 20 replayed
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import hashlib
 import os
 import random
+import signal
 import time
 from collections import Counter
 
@@ -90,7 +95,15 @@ def merge(parts: list[dict]) -> dict:
     }
 
 
-def nightly_report(chunks: list[list[str]]) -> dict:
+def split(lines: list[str], count: int) -> list[list[str]]:
+    size = -(-len(lines) // count)
+    return [lines[i : i + size] for i in range(0, len(lines), size)]
+
+
+def nightly_report(job: dict) -> dict:
+    """The entrypoint's body: a small input (what to process), so that checkpoints
+    stay small; the records are made here and the chunks fan out to the pool."""
+    chunks = split(make_records(job["records"]), job["chunks"])
     futures = [summarize_chunk(chunk) for chunk in chunks]
     return merge([f.result() for f in futures])
 
@@ -103,33 +116,49 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=400_000)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--compare-serial", action="store_true")
-    parser.add_argument("--store", default=DEFAULT_STORE, help="LMDB folder for the cache")
-    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--store", default=DEFAULT_STORE, help="LMDB folder: cache, checkpoints")
+    parser.add_argument("--no-cache", action="store_true", help="checkpoints only")
+    parser.add_argument(
+        "--die-after", type=int, default=0, metavar="N", help="SIGKILL itself after N chunks"
+    )
     args = parser.parse_args()
-    if args.records <= 0 or args.chunks <= 0:
-        parser.error("--records and --chunks must be positive")
-
-    lines = make_records(args.records)
-    size = -(-len(lines) // args.chunks)
-    chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
+    if args.records <= 0 or args.chunks <= 0 or args.die_after < 0:
+        parser.error("--records and --chunks must be positive, --die-after not negative")
 
     started = time.perf_counter()
     ProcessExecutor().start()
     pool_start = time.perf_counter() - started
-    cache = None if args.no_cache else LMDBStore(args.store)
-    job = entrypoint(cache=cache)(nightly_report)
+    store = LMDBStore(args.store)
+    job = entrypoint(checkpointer=store, cache=None if args.no_cache else store)(nightly_report)
+    config = {"configurable": {"thread_id": f"nightly-{args.records}x{args.chunks}"}}
+    resuming = bool(job.get_state(config).next)  # an earlier run of this job died
+    given = None if resuming else {"records": args.records, "chunks": args.chunks}
+
     started = time.perf_counter()
-    report = job.invoke(chunks)
+    computed = cached = 0
+    for mode, chunk in job.stream(given, config, stream_mode=["updates", "values"]):
+        if mode == "updates" and "summarize" in chunk:
+            cached += "__metadata__" in chunk
+            computed += "__metadata__" not in chunk
+            if args.die_after and computed == args.die_after:
+                print(f"{computed} chunks computed: killing this process (SIGKILL)", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+        elif mode == "values":
+            report = chunk
     parallel = time.perf_counter() - started
 
     workers = ProcessExecutor().max_workers
-    print(f"records: {args.records}  chunks: {len(chunks)}  workers: {workers}")
+    total = -(-args.records // -(-args.records // args.chunks))
+    print(f"records: {args.records}  chunks: {total}  workers: {workers}")
     for key, value in report.items():
         print(f"  {key}: {value}")
-    where = "no cache" if cache is None else f"cache in {args.store}"
-    print(f"pool start {pool_start:.2f}s, job {parallel:.2f}s on the process pool ({where})")
+    replayed = total - computed - cached
+    how = "resumed a killed run" if resuming else "a fresh run"
+    print(f"{how}: {computed} chunks computed, {cached} from the cache, {replayed} replayed")
+    print(f"pool start {pool_start:.2f}s, job {parallel:.2f}s on the process pool ({args.store})")
     if args.compare_serial:
         started = time.perf_counter()
+        chunks = split(make_records(args.records), args.chunks)
         serial_report = merge([summarize(chunk) for chunk in chunks])
         serial = time.perf_counter() - started
         assert serial_report == report, "parallel and serial results differ"

@@ -103,8 +103,11 @@ class _Worker:
 
     def send(self, message: tuple) -> None:
         data = pickle.dumps(message, serde.PROTOCOL)
-        with self.send_lock:
-            self.conn.send_bytes(data)
+        try:
+            with self.send_lock:
+                self.conn.send_bytes(data)
+        except OSError:  # the parent is gone (killed): exit quietly, as on EOF
+            os._exit(0)
 
     def serve(self) -> None:
         self.send((READY, os.getpid()))
