@@ -1,0 +1,243 @@
+"""Checkpoints beyond the differential suite: LMDB as the checkpointer, durability,
+replay properties, half-migrated Commands, and the errors of bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paralleltask import (
+    Command,
+    InlineExecutor,
+    LMDBStore,
+    MemoryStore,
+    entrypoint,
+    interrupt,
+    task,
+)
+from paralleltask._checkpoint import OUTCOME, call_slot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def private_key_file(tmp_path_factory, monkeypatch):
+    """Sign stored values with a key of this test session, not the user's."""
+    key_file = tmp_path_factory.getbasetemp() / "store.key"
+    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
+    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
+
+
+def record(folder, name):
+    open(os.path.join(folder, f"{name}-{os.urandom(6).hex()}"), "w").close()
+
+
+def executions(folder, name):
+    return sum(1 for f in os.listdir(folder) if f.startswith(f"{name}-"))
+
+
+@task
+def square_or_fail(folder, x, fail_at):
+    record(folder, x)
+    if x == fail_at and not os.path.exists(os.path.join(folder, "healed")):
+        raise ValueError(f"failing at {x}")
+    return x * x
+
+
+def squares_job(store):
+    @entrypoint(checkpointer=store)
+    def squares(job):
+        folder, xs, fail_at = job
+        return [f.result() for f in [square_or_fail(folder, x, fail_at) for x in xs]]
+
+    return squares
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_an_lmdb_checkpointer_resumes_in_a_new_process(tmp_path, durability):
+    """A run fails in one process; another process resumes it from the LMDB file."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from paralleltask import LMDBStore
+        from tests.test_checkpoints import squares_job
+        job = squares_job(LMDBStore({str(tmp_path / "store")!r}))
+        config = {{"configurable": {{"thread_id": "t"}}}}
+        given = None if sys.argv[1] == "resume" else ({str(folder)!r}, list(range(6)), 3)
+        try:
+            print(job.invoke(given, config, durability={durability!r}))
+        except ValueError as exc:
+            print("failed:", exc)
+        """
+    )
+
+    def run(mode):
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        out = subprocess.run(
+            [sys.executable, "-c", script, mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert run("first") == "failed: failing at 3"
+    (folder / "healed").touch()
+    assert run("resume") == str([x * x for x in range(6)])
+    assert executions(folder, 3) == 2  # the failed call ran again
+    assert all(executions(folder, x) == 1 for x in (0, 1, 2, 4, 5))  # the rest replayed
+
+
+@task
+def noted(x):
+    return x + 1
+
+
+def test_durability_sync_stores_a_result_before_its_future_resolves(tmp_path):
+    store = LMDBStore(tmp_path / "store")
+    seen = []
+
+    @entrypoint(checkpointer=store)
+    def main(x):
+        value = noted(x).result()
+        # read from a fresh transaction: only what is committed is visible
+        record = store.checkpoint_get("sync")
+        seen.append(store.write_get("sync", record["seq"], OUTCOME + call_slot(0)))
+        return value
+
+    assert main.invoke(1, {"configurable": {"thread_id": "sync"}}, durability="sync") == 2
+    assert seen[0][:2] == ("ok", "noted")
+
+
+def test_durability_exit_writes_nothing_before_the_end(tmp_path):
+    store = LMDBStore(tmp_path / "store")
+    seen = []
+
+    @entrypoint(checkpointer=store)
+    def main(x):
+        value = noted(x).result()
+        seen.append(store.checkpoint_get("exit"))
+        return value
+
+    config = {"configurable": {"thread_id": "exit"}}
+    assert main.invoke(1, config, durability="exit") == 2
+    assert seen == [None]
+    assert main.get_state(config).values == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    xs=st.lists(st.integers(-50, 50), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_replay_after_a_failure_equals_a_fresh_run(tmp_path_factory, xs, data):
+    """Property: fail at any call, resume: the same result as a run that never failed,
+    and no call that had finished runs again."""
+    folder = tmp_path_factory.mktemp("replay")
+    fail_at = data.draw(st.sampled_from(xs))
+    job = squares_job(MemoryStore())
+    config = {"configurable": {"thread_id": "p"}}
+    with pytest.raises(ValueError):
+        job.invoke((str(folder), xs, fail_at), config)
+    (folder / "healed").touch()
+    assert job.invoke(None, config) == [x * x for x in xs]
+    fresh_folder = tmp_path_factory.mktemp("fresh")
+    (fresh_folder / "healed").touch()
+    fresh = squares_job(MemoryStore()).invoke((str(fresh_folder), xs, fail_at), config)
+    assert fresh == [x * x for x in xs]
+    for x in set(xs):  # finished calls ran once; the failing ones once more on resume
+        assert executions(folder, x) == xs.count(x) * (2 if x == fail_at else 1)
+
+
+def test_a_langgraph_command_resumes_a_paralleltask_run():
+    types = pytest.importorskip("langgraph.types")
+
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def ask(x):
+        return interrupt("name?") + x
+
+    config = {"configurable": {"thread_id": "half-migrated"}}
+    assert "__interrupt__" in ask.invoke("!", config)
+    assert ask.invoke(types.Command(resume="Ada"), config) == "Ada!"
+
+
+def test_command_with_update_or_goto_is_refused_clearly():
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def ask(x):
+        return interrupt("q")
+
+    config = {"configurable": {"thread_id": "c"}}
+    ask.invoke(1, config)
+    with pytest.raises(ValueError, match="resume= only"):
+        ask.invoke(Command(update={"a": 1}), config)
+    with pytest.raises(ValueError, match="no nodes to go to"):
+        ask.invoke(Command(goto="elsewhere"), config)
+
+
+def test_invoke_none_on_an_empty_thread_is_an_empty_input_error():
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def main(x):
+        return x
+
+    with pytest.raises(ValueError, match="Received no input for __start__") as caught:
+        main.invoke(None, {"configurable": {"thread_id": "empty"}})
+    assert type(caught.value).__name__ == "EmptyInputError"
+
+
+def test_a_checkpoint_id_in_invoke_is_refused_not_ignored():
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def main(x):
+        return x
+
+    config = {"configurable": {"thread_id": "t", "checkpoint_id": "x"}}
+    with pytest.raises(NotImplementedError, match="time travel"):
+        main.invoke(1, config)
+
+
+def test_get_state_of_a_given_checkpoint_id():
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def main(x):
+        return x * 2
+
+    config = {"configurable": {"thread_id": "t"}}
+    main.invoke(1, config)
+    first = main.get_state(config).config
+    main.invoke(5, config)
+    assert main.get_state(config).values == 10
+    assert main.get_state(first).values == 2
+    history = list(main.get_state_history(config, before=first))
+    assert [s.metadata["step"] for s in history] == [-1]
+
+
+@task
+def nested_asker(x):
+    return inner_asker(x).result()
+
+
+@task
+def inner_asker(x):
+    return interrupt("inner?")
+
+
+def test_interrupt_in_a_task_called_by_a_task_fails_clearly():
+    @entrypoint(checkpointer=MemoryStore())
+    def main(x):
+        return nested_asker(x).result()
+
+    with pytest.raises(RuntimeError, match="another task called"):
+        main.invoke(1, {"configurable": {"thread_id": "n"}})
+
+
+def test_interrupt_outside_a_run_is_langgraphs_error():
+    with pytest.raises(RuntimeError, match="outside of a runnable context"):
+        interrupt("q")
