@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
 from ._interrupt import NO_ANSWER, Scratch
+from ._nested import NestedSlots
 from .errors import EmptyInputError
 from .stores.base import MISS, Store
 from .types import Interrupt, PregelTask, StateSnapshot
@@ -290,6 +291,18 @@ class ThreadRun:
         self.interrupts.extend(interrupts)
         answered = len(self._answers.get(slot, ()))
         self._put(self._write, PENDING + slot, ("interrupt", name, interrupts, answered))
+
+    # -- nested calls (a SlotBackend: see _nested.py) ------------------------------------
+
+    def lookup(self, slot: bytes, name: str) -> Any:
+        return self.replayed(slot, name)
+
+    def keep(self, slot: bytes, name: str, blob: bytes) -> None:
+        self._put(self._write, OUTCOME + slot, ("ok", name, blob))
+
+    def nested(self, slot: bytes) -> NestedSlots:
+        """The slots of the calls made inside the call in ``slot``."""
+        return NestedSlots(self, slot)
 
     # -- the end ------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ Parent → worker::
     (CANCEL, call_id)       skip a call not started yet; cancel a running async one
                             (a running sync call is stopped by killing its worker)
     (STOP,)                 finish and exit
+    (ANSWER, request_id, found, blob)
+                            the answer to an ASK: found, and the value pickled
 
 Worker → parent::
 
@@ -18,9 +20,14 @@ Worker → parent::
                                             long it ran, which sizes the prefetch
     (EVENT, call_id, mode, blob)            a stream chunk written while the call runs
                                             (custom chunks, nested calls' updates)
+    (ASK, call_id, request_id, question, payload)
+                                            a question about a nested call of call_id
+                                            (a cache entry, a checkpointed result); the
+                                            worker waits for the ANSWER
+    (KEEP, call_id, what, payload)          a nested call's result to store (cache entry,
+                                            checkpoint slot); no answer
 
-Reserved for the issues that follow, on the same pipe: a worker's question about a
-nested task call and the parent's answer, and heartbeats.
+Reserved for the issues that follow, on the same pipe: heartbeats.
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ from __future__ import annotations
 CALL = 1
 CANCEL = 2
 STOP = 3
+ANSWER = 4
 
 READY = 10
 BOOT_FAILED = 11
 DONE = 12
 EVENT = 13
+ASK = 14
+KEEP = 15
 
 # DONE statuses
 OK = 0  #: blob is the pickled result

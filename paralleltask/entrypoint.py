@@ -483,6 +483,8 @@ class Entrypoint:
             context=context,
             modes=modes,
             retry_policies=self.retry_policies,
+            has_cache=self.cache is not None,
+            checkpointed=self.checkpointer is not None,
         )
 
     def _refuse_sync_of_async(self) -> None:

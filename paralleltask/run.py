@@ -44,6 +44,8 @@ class RunInfo:
     previous: Any = None
     modes: tuple[str, ...] = ()
     retry_policies: tuple = ()
+    has_cache: bool = False  # nested calls in a worker ask the parent's cache
+    checkpointed: bool = False  # nested calls in a worker ask the parent's checkpoints
     run_id: int = field(default_factory=lambda: next(_run_ids))
     _blob: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -110,20 +112,22 @@ class Run:
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self._outstanding: dict[Any, CallItem] = {}
 
-    def nested(
-        self, loop: asyncio.AbstractEventLoop | None = None, scratch: Scratch | None = None
-    ) -> Run:
-        """The run of task calls made inside a running task of this run: inline, where
-        that task runs (no pool is ever started in a worker, and a pool thread never
-        waits on its own pool), with the same info and sink; ``scratch``: the task's
-        answers to ``interrupt()``."""
+    def nested(self, call: CallItem, loop: asyncio.AbstractEventLoop | None = None) -> Run:
+        """The run of task calls made inside ``call`` (a running call of this run):
+        inline, where that call runs (no pool is ever started in a worker, and a pool
+        thread never waits on its own pool), with the same info, sink and cache; its
+        calls have checkpoint slots under ``call``'s."""
+        thread = None
+        if self.thread is not None and call.slot is not None:
+            thread = self.thread.nested(call.slot)
         return Run(
             InlineExecutor(),
             loop,
             info=self.info,
             sink=self.sink,
             cache=self.cache,
-            scratch=scratch,
+            thread=thread,
+            scratch=call.scratch,
         )
 
     def runtime(self) -> Runtime:

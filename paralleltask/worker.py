@@ -13,6 +13,7 @@ closes, so it never outlives its parent.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import queue
@@ -24,13 +25,17 @@ from typing import Any
 
 from . import _context, serde
 from ._inject import injections
+from ._nested import AskingCache, AskingSlots, NestedSlots
 from ._protocol import (
+    ANSWER,
+    ASK,
     BOOT_FAILED,
     CALL,
     CANCEL,
     CANCELLED,
     DONE,
     EVENT,
+    KEEP,
     NOT_LOADED,
     NOT_PICKLED,
     OK,
@@ -100,6 +105,10 @@ class _Worker:
         self.calls_lock = threading.Lock()
         self.queued: set[int] = set()
         self.cancelled: set[int] = set()
+        # Questions to the parent about nested calls, waiting for their answers.
+        self.questions = itertools.count(1)
+        self.answers: dict[int, list] = {}
+        self.answered = threading.Condition()
 
     def send(self, message: tuple) -> None:
         data = pickle.dumps(message, serde.PROTOCOL)
@@ -129,11 +138,35 @@ class _Worker:
                         self.inbox.put(item)
                 elif message[0] == CANCEL:
                     self._cancel(message[1])
+                elif message[0] == ANSWER:
+                    with self.answered:
+                        self.answers[message[1]] = [message[2], message[3]]
+                        self.answered.notify_all()
                 elif message[0] == STOP:
                     self.inbox.put(None)
         except (EOFError, OSError):
             # The parent is gone (or closed our pipe): nobody will read our results.
             os._exit(0)
+
+    # -- questions to the parent ------------------------------------------------------
+
+    def asker(self, call_id: int):
+        """``ask(question, payload) -> (found, blob)`` and ``tell(what, payload)`` about
+        the nested calls of ``call_id``."""
+
+        def ask(question: str, payload: Any) -> tuple[bool, bytes | None]:
+            request = next(self.questions)
+            self.send((ASK, call_id, request, question, payload))
+            with self.answered:
+                while request not in self.answers:
+                    self.answered.wait()
+                found, blob = self.answers.pop(request)
+            return found, blob
+
+        def tell(what: str, payload: Any) -> None:
+            self.send((KEEP, call_id, what, payload))
+
+        return ask, tell
 
     # -- one call -------------------------------------------------------------------
 
@@ -174,7 +207,14 @@ class _Worker:
         modes = info.worker_modes()
         sink = ForwardingSink(modes, self, call_id) if modes else None
         scratch = arguments[2] if len(arguments) > 2 else None
-        return Run(self.inline, loop, info=info, sink=sink, scratch=scratch)
+        cache = slots = None
+        if info.has_cache or info.checkpointed:
+            ask, tell = self.asker(call_id)
+            cache = AskingCache(ask, tell) if info.has_cache else None
+            slots = NestedSlots(AskingSlots(ask, tell), b"") if info.checkpointed else None
+        return Run(
+            self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
+        )
 
     def _run_sync(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments)

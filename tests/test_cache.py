@@ -257,3 +257,32 @@ def test_bad_cache_arguments_are_refused():
         task(cache_policy=5)
     with pytest.raises(ValueError, match="ttl"):
         task(cache_policy=CachePolicy(ttl=-1))
+
+
+@task(cache_policy=CachePolicy())
+def nested_cached_cube(folder, x):
+    record(folder, ("cube", x))
+    return x**3
+
+
+@task
+def sum_of_cubes(folder, xs):
+    return sum(f.result() for f in [nested_cached_cube(folder, x) for x in xs])
+
+
+def test_a_task_called_in_a_task_in_a_worker_uses_the_runs_cache(tmp_path):
+    """The worker asks the parent for the nested call's entry, and sends it the result
+    to keep: the second run runs no nested call at all."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    store = LMDBStore(tmp_path / "store")
+
+    @entrypoint(cache=store)
+    def main(xs):
+        return sum_of_cubes(str(folder), xs).result()
+
+    assert main.invoke([1, 2, 3]) == 36
+    assert len(os.listdir(folder)) == 3
+    assert main.invoke([1, 2, 3, 4]) == 100
+    assert sorted(os.listdir(folder))[-1].startswith("('cube', 4)")
+    assert len(os.listdir(folder)) == 4  # only cube(4) ran again

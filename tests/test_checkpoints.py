@@ -241,3 +241,36 @@ def test_interrupt_in_a_task_called_by_a_task_fails_clearly():
 def test_interrupt_outside_a_run_is_langgraphs_error():
     with pytest.raises(RuntimeError, match="outside of a runnable context"):
         interrupt("q")
+
+
+@task
+def inner_square(folder, x):
+    record(folder, f"inner{x}")
+    return x * x
+
+
+@task
+def outer_sum(folder, xs):
+    total = sum(f.result() for f in [inner_square(folder, x) for x in xs])
+    if not os.path.exists(os.path.join(folder, "healed")):
+        raise ValueError("outer fails after its nested calls finished")
+    return total
+
+
+@pytest.mark.parametrize("executor", [None, InlineExecutor()], ids=["process", "inline"])
+def test_a_rerun_outer_call_replays_its_finished_nested_calls(tmp_path, executor):
+    """Nested calls have slots under their caller's: a resumed run re-runs the failed
+    outer call, and its nested calls that had finished are answered from the store
+    (in a worker, by asking the parent)."""
+
+    @entrypoint(checkpointer=LMDBStore(tmp_path / "store"), executor=executor)
+    def main(job):
+        folder, xs = job
+        return outer_sum(folder, xs).result()
+
+    config = {"configurable": {"thread_id": "nested"}}
+    with pytest.raises(ValueError, match="outer fails"):
+        main.invoke((str(tmp_path), [1, 2, 3]), config)
+    (tmp_path / "healed").touch()
+    assert main.invoke(None, config) == 14
+    assert [executions(tmp_path, f"inner{x}") for x in (1, 2, 3)] == [1, 1, 1]

@@ -46,7 +46,7 @@ def run_sync(call: CallItem, serializes: bool) -> None:
 
     Task calls made inside it belong to a nested inline run, as in a worker.
     """
-    run = call.run.nested(scratch=call.scratch)
+    run = call.run.nested(call)
     tokens = _context.enter(run)
     try:
         args, kwargs = _with_injections(run, call, *arguments(call, serializes))
@@ -74,7 +74,7 @@ def start_async(call: CallItem, serializes: bool) -> Any:
 
 
 async def _run_async(call: CallItem, serializes: bool) -> None:
-    run = call.run.nested(asyncio.get_running_loop(), call.scratch)
+    run = call.run.nested(call, asyncio.get_running_loop())
     _context.enter(run)  # in this asyncio task's own copy of the context
     try:
         args, kwargs = _with_injections(run, call, *arguments(call, serializes))

@@ -56,14 +56,17 @@ from typing import Any
 
 from loky.backend.context import get_context
 
-from .. import serde
+from .. import _nested, serde
 from .._protocol import (
+    ANSWER,
+    ASK,
     BOOT_FAILED,
     CALL,
     CANCEL,
     CANCELLED,
     DONE,
     EVENT,
+    KEEP,
     NOT_LOADED,
     NOT_PICKLED,
     OK,
@@ -427,6 +430,10 @@ class WorkerPool:
                     outcomes.append(message)
                 elif message[0] == EVENT:
                     self._on_event(*message[1:])
+                elif message[0] == ASK:
+                    self._on_question(worker, *message[1:])
+                elif message[0] == KEEP:
+                    self._on_keep(*message[1:])
                 else:
                     self._on_status(worker, message)
         except (EOFError, OSError):
@@ -441,6 +448,20 @@ class WorkerPool:
         entry = self._running.get(call_id)
         if entry is not None and entry[0].run.sink is not None:
             entry[0].run.sink.emit(mode, serde.loads(blob))
+
+    def _on_question(self, worker, call_id: int, request: int, question: str, payload) -> None:
+        """A running call asks about one of its nested calls (cache, checkpoint)."""
+        entry = self._running.get(call_id)
+        try:
+            found, blob = _nested.answer(entry[0], question, payload) if entry else (False, None)
+        except Exception:  # a store error: the nested call runs, as on a miss
+            found, blob = False, None
+        worker.send(pickle.dumps((ANSWER, request, found, blob), serde.PROTOCOL))
+
+    def _on_keep(self, call_id: int, what: str, payload) -> None:
+        entry = self._running.get(call_id)
+        if entry is not None:
+            _nested.keep(entry[0], what, payload)
 
     def _on_status(self, worker: _WorkerHandle, message: tuple) -> None:
         with self._lock:
