@@ -20,6 +20,7 @@ from .types import (
     RetryPolicy,
     Runtime,
     StateSnapshot,
+    TimeoutPolicy,
     default_cache_key,
     default_retry_on,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "TaskFunction",
     "TaskTimeoutError",
     "ThreadExecutor",
+    "TimeoutPolicy",
     "WorkerCrashedError",
     "default_cache_key",
     "default_retry_on",

@@ -26,8 +26,8 @@ Worker → parent::
                                             worker waits for the ANSWER
     (KEEP, call_id, what, payload)          a nested call's result to store (cache entry,
                                             checkpoint slot); no answer
-
-Reserved for the issues that follow, on the same pipe: heartbeats.
+    (HEARTBEAT, call_id)                    progress of a call with an idle timeout
+                                            (runtime.heartbeat(), stream-writer events)
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ DONE = 12
 EVENT = 13
 ASK = 14
 KEEP = 15
+HEARTBEAT = 16
 
 # DONE statuses
 OK = 0  #: blob is the pickled result

@@ -11,10 +11,7 @@ from typing import Any
 
 #: Which release of the contract brings each parameter.
 PLANNED = {
-    "timeout": "hard timeouts",
-    "checkpointer": "checkpoints (LMDBStore/MemoryStore)",
     "store": "LangGraph's long-term memory store",
-    "durability": "checkpoints",
 }
 
 

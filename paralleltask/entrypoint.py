@@ -29,6 +29,7 @@ from ._checkpoint import (
 from ._inject import injected_parameters, injections
 from ._interrupt import Scratch
 from ._retry import as_policies, retry_delay
+from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
 from .errors import GraphInterrupt
 from .executors.base import Executor
@@ -37,7 +38,7 @@ from .executors.process import default_executor
 from .run import Run, RunInfo
 from .stores.base import MISS, Store
 from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
-from .types import StateSnapshot
+from .types import StateSnapshot, TimeoutPolicy
 
 R = TypeVar("R")
 S = TypeVar("S")
@@ -66,7 +67,8 @@ class entrypoint:
         timeout: Any = None,
         executor: Executor | None = None,
     ) -> None:
-        refuse("entrypoint", store=store, timeout=timeout)
+        refuse("entrypoint", store=store)
+        self.timeout = as_timeout_policy(timeout)
         for role, value in (("checkpointer", checkpointer), ("cache", cache)):
             if value is not None and not isinstance(value, Store):
                 raise TypeError(
@@ -94,6 +96,7 @@ class entrypoint:
             self.cache,
             self.cache_policy,
             self.checkpointer,
+            self.timeout,
         )
 
     @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Entrypoint:
         cache: Store | None = None,
         cache_policy: Any = None,
         checkpointer: Store | None = None,
+        timeout: TimeoutPolicy | None = None,
     ) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise NotImplementedError("Generators are not supported in the Functional API.")
@@ -132,6 +136,9 @@ class Entrypoint:
         self.cache_policy = cache_policy
         self.checkpointer = checkpointer
         self.is_async = inspect.iscoroutinefunction(func)
+        if timeout is not None and not self.is_async:  # the body runs in the caller's thread
+            raise sync_refused(self.name, "Node", "An entrypoint body runs in the caller")
+        self.timeout = timeout
         self._injected = injected_parameters(func, skip_first=True)
         functools.update_wrapper(self, func)
 
@@ -362,7 +369,7 @@ class Entrypoint:
             failures = 0
             while True:
                 try:
-                    result = await self.func(input, **injections(run, self._injected, {}))
+                    result = await self._attempt(run, input)
                     value = _entry_returned(sink, self.name, result)
                     await run.await_outstanding()
                     break
@@ -381,6 +388,16 @@ class Entrypoint:
             _context.leave(tokens)
         self._keep_run(run, input, value, result)
         return _entry_finished(sink, value)
+
+    async def _attempt(self, run: Run, input: Any) -> Any:
+        """One attempt of an async body, watched when the entrypoint has a timeout."""
+        if self.timeout is None:
+            return await self.func(input, **injections(run, self._injected, {}))
+        progress = Progress(self.timeout)
+        run.heartbeat = progress.heartbeat
+        run.writer = progress.wrap_writer(run.writer)
+        body = self.func(input, **injections(run, self._injected, {}))
+        return await watched(body, self.name, progress)
 
     # -- checkpoints and interrupts -------------------------------------------------
 

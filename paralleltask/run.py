@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import serde
 from ._cache import entry_key
+from ._timeout import sync_refused
 from .executors.base import AsyncCallItem, CallItem, DoneFuture, Executor, TaskFuture
 from .executors.inline import InlineExecutor
 from .stores.base import MISS, Store
 from .stream import WORKER_MODES, Sink
-from .types import Runtime, StreamWriter, _no_op_writer
+from .types import Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
 
 if TYPE_CHECKING:
     from ._checkpoint import ThreadRun
@@ -81,6 +83,7 @@ class Run:
         "_outstanding",
         "cache",
         "executor",
+        "heartbeat",
         "info",
         "loop",
         "scratch",
@@ -110,6 +113,7 @@ class Run:
         self.info = info if info is not None else RunInfo()
         self.sink = sink
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
+        self.heartbeat: Callable[[], None] = _no_op_heartbeat
         self._outstanding: dict[Any, CallItem] = {}
 
     def nested(self, call: CallItem, loop: asyncio.AbstractEventLoop | None = None) -> Run:
@@ -132,12 +136,19 @@ class Run:
 
     def runtime(self) -> Runtime:
         info = self.info
-        return Runtime(context=info.context, stream_writer=self.writer, previous=info.previous)
+        return Runtime(
+            context=info.context,
+            stream_writer=self.writer,
+            heartbeat=self.heartbeat,
+            previous=info.previous,
+        )
 
     def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:
         """Schedule one call of ``task`` and return its future."""
         if task.is_async and self.task_loop is None:
             raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
+        if task.timeout is not None and not task.is_async:
+            self._check_stoppable(task)
         slot = scratch = None
         if self.thread is not None:  # checkpointed: calls are numbered, may be replayed
             slot = self.thread.next_slot()
@@ -176,6 +187,11 @@ class Run:
             self._outstanding.pop(future, None)
             raise
         return future
+
+    def _check_stoppable(self, task: TaskFunction) -> None:
+        if not self.executor.can_stop_sync_code:
+            executor = type(self.executor).__name__
+            raise sync_refused(task.name, "Task", f"Here it would run on {executor}")
 
     def _cached(self, task: TaskFunction, value: Any, args: tuple, kwargs: dict) -> Any:
         """A cache hit: answered here, no worker involved; streamed as LangGraph marks it."""

@@ -14,8 +14,9 @@ from . import _context, serde
 from ._cache import as_cache_policy, identity_prefix
 from ._inject import injected_parameters
 from ._retry import as_policies
-from ._unsupported import refuse
+from ._timeout import as_timeout_policy
 from .stores.base import Store
+from .types import TimeoutPolicy
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class TaskFunction(Generic[P, T]):
         name: str | None = None,
         retry_policies: tuple = (),
         cache_policy: Any = None,
+        timeout: TimeoutPolicy | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@task needs a function, got {func!r}")
@@ -56,6 +58,7 @@ class TaskFunction(Generic[P, T]):
         self.is_async = _is_async_callable(func)
         self.retry_policies = retry_policies
         self.cache_policy = cache_policy
+        self.timeout = timeout
         self.injected = injected_parameters(func)
         self._cache_prefix: bytes | None = None
         self.task_id = next(_task_ids)
@@ -94,7 +97,13 @@ class TaskFunction(Generic[P, T]):
         location = _importable_location(self)
         if location is not None:
             return _import_task, location
-        return _rebuild_task, (self.func, self.name, self.retry_policies, self.cache_policy)
+        return _rebuild_task, (
+            self.func,
+            self.name,
+            self.retry_policies,
+            self.cache_policy,
+            self.timeout,
+        )
 
     def __repr__(self) -> str:
         return f"<task {self.name!r} of {self.func!r}>"
@@ -107,8 +116,10 @@ def _import_task(module_name: str, qualname: str) -> TaskFunction:
     return obj
 
 
-def _rebuild_task(func: Callable, name: str, retry_policies: tuple, cache_policy) -> TaskFunction:
-    return TaskFunction(func, name=name, retry_policies=retry_policies, cache_policy=cache_policy)
+def _rebuild_task(func, name, retry_policies, cache_policy, timeout=None) -> TaskFunction:
+    return TaskFunction(
+        func, name=name, retry_policies=retry_policies, cache_policy=cache_policy, timeout=timeout
+    )
 
 
 def _importable_location(task: TaskFunction) -> tuple[str, str] | None:
@@ -167,19 +178,27 @@ def task(
     called (``@task(name=...)``), for sync and async functions.
 
     ``retry_policy`` (a :class:`RetryPolicy` or a sequence, the first matching one
-    wins) is decided in the parent: a call in backoff holds no worker.
+    wins) is decided in the parent: a call in backoff holds no worker. ``timeout``
+    (seconds, ``timedelta`` or :class:`TimeoutPolicy`) holds for sync tasks too on the
+    process pool: a sync call past it is stopped by killing its worker.
 
     A call inside an entrypoint returns a future (``concurrent.futures.Future`` in a
     sync entrypoint, ``asyncio.Future`` in an async one) and runs on the entrypoint's
     executor, by default a warm pool of worker processes.
     """
-    refuse("task", timeout=timeout)
+    timeout_policy = as_timeout_policy(timeout)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"task name must be a str, got {name!r}")
     retry_policies = as_policies(retry_policy, "task")
     policy = as_cache_policy(cache_policy, "task")
 
     def decorate(f: Callable[..., Any]) -> TaskFunction:
-        return TaskFunction(f, name=name, retry_policies=retry_policies, cache_policy=policy)
+        return TaskFunction(
+            f,
+            name=name,
+            retry_policies=retry_policies,
+            cache_policy=policy,
+            timeout=timeout_policy,
+        )
 
     return decorate if func is None else decorate(func)

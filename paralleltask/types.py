@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Runtime",
     "StateSnapshot",
     "StreamWriter",
+    "TimeoutPolicy",
     "default_cache_key",
     "default_retry_on",
 ]
@@ -206,3 +208,44 @@ class StateSnapshot(NamedTuple):
     parent_config: dict | None
     tasks: tuple
     interrupts: tuple
+
+
+def _timeout_seconds(value: Any, field_name: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"{field_name} must be greater than 0")
+    return seconds
+
+
+@dataclass(frozen=True)
+class TimeoutPolicy:
+    """How long one attempt of a task (or entrypoint) may take, as LangGraph's:
+    ``run_timeout`` caps its wall time, ``idle_timeout`` the time without progress
+    (stream-writer events and ``runtime.heartbeat()``; with ``refresh_on="heartbeat"``
+    only the latter). On the process pool a sync task past either is stopped (its
+    worker is killed and replaced); an async task is cancelled."""
+
+    run_timeout: float | timedelta | None = None
+    idle_timeout: float | timedelta | None = None
+    refresh_on: str = "auto"
+
+    @classmethod
+    def coerce(cls, value: Any) -> TimeoutPolicy | None:
+        """Seconds, a ``timedelta`` or a policy (ours or LangGraph's) as a policy with
+        float fields; None when nothing is limited. Invalid values raise ValueError."""
+        if value is None:
+            return None
+        if hasattr(value, "run_timeout") and hasattr(value, "idle_timeout"):
+            run, idle = value.run_timeout, value.idle_timeout
+            refresh_on = getattr(value, "refresh_on", "auto")
+        else:
+            run, idle, refresh_on = value, None, "auto"
+        if refresh_on not in ("auto", "heartbeat"):
+            raise ValueError("refresh_on must be 'auto' or 'heartbeat'")
+        run = _timeout_seconds(run, "run_timeout")
+        idle = _timeout_seconds(idle, "idle_timeout")
+        if run is None and idle is None:
+            return None
+        return cls(run_timeout=run, idle_timeout=idle, refresh_on=refresh_on)

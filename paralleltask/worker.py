@@ -35,6 +35,7 @@ from ._protocol import (
     CANCELLED,
     DONE,
     EVENT,
+    HEARTBEAT,
     KEEP,
     NOT_LOADED,
     NOT_PICKLED,
@@ -200,6 +201,34 @@ class _Worker:
                 del self.runs[next(iter(self.runs))]
         return info
 
+    def _heartbeat(self, call_id: int, policy: Any):
+        """``runtime.heartbeat()`` of a call with an idle timeout: tells the parent,
+        which keeps the clock; at most a few messages per idle period."""
+        gap = min(0.05, policy.idle_timeout / 10)
+        last = [0.0]
+
+        def heartbeat() -> None:
+            now = time.monotonic()
+            if now - last[0] >= gap:
+                last[0] = now
+                self.send((HEARTBEAT, call_id))
+
+        return heartbeat
+
+    def _watch(self, run: Any, call_id: int, task: Any) -> None:
+        policy = task.timeout
+        if policy is None or policy.idle_timeout is None:
+            return
+        run.heartbeat = beat = self._heartbeat(call_id, policy)
+        if policy.refresh_on == "auto":  # stream-writer events are progress too
+            write = run.writer
+
+            def writer(chunk: Any) -> None:
+                beat()
+                write(chunk)
+
+            run.writer = writer
+
     def _nested_run(self, call_id: int, info: Any, arguments: tuple, loop=None) -> Any:
         """The run of the code of one call: inline; chunks go up the pipe while it runs."""
         from .run import Run
@@ -218,6 +247,7 @@ class _Worker:
 
     def _run_sync(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments)
+        self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         tokens = _context.enter(run)
         started = time.perf_counter()
@@ -235,6 +265,7 @@ class _Worker:
 
     async def _run_async(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments, asyncio.get_running_loop())
+        self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         _context.enter(run)  # in this asyncio task's own context: no need to leave
         started = time.perf_counter()

@@ -175,10 +175,7 @@ def test_config_is_injected_with_callers_keys():
     assert main.invoke(1, {"configurable": {"user": "ada"}}) == ("ada", None)
 
 
-@pytest.mark.parametrize(
-    "parameter",
-    ["store", "timeout"],
-)
+@pytest.mark.parametrize("parameter", ["store"])
 def test_later_entrypoint_parameters_are_refused(parameter):
     with pytest.raises(NotImplementedError, match=parameter):
         entrypoint(**{parameter: object()})

@@ -20,6 +20,7 @@ PUBLIC = {
     "TaskFunction",
     "TaskTimeoutError",
     "ThreadExecutor",
+    "TimeoutPolicy",
     "WorkerCrashedError",
     "default_cache_key",
     "default_retry_on",

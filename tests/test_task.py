@@ -111,10 +111,17 @@ def test_generator_function_refused_at_decoration():
         task(name="g")(agen)
 
 
-@pytest.mark.parametrize("parameter", ["timeout"])
-def test_later_parameters_are_refused_not_ignored(parameter):
-    with pytest.raises(NotImplementedError, match=parameter):
-        task(**{parameter: object()})
+@pytest.mark.parametrize(
+    ("timeout", "message"),
+    [
+        (0, "run_timeout must be greater than 0"),
+        (-1.5, "run_timeout must be greater than 0"),
+        ("soon", "could not convert"),
+    ],
+)
+def test_an_invalid_timeout_is_refused_at_declaration(timeout, message):
+    with pytest.raises(ValueError, match=message):
+        task(timeout=timeout)
 
 
 def test_unpicklable_argument_named_at_call_site():

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import _context, serde
 from .._inject import injections
+from .._timeout import Progress, watched
 from ..errors import SerializationError
 from .base import CANCELLED, CallItem
 
@@ -76,9 +77,18 @@ def start_async(call: CallItem, serializes: bool) -> Any:
 async def _run_async(call: CallItem, serializes: bool) -> None:
     run = call.run.nested(call, asyncio.get_running_loop())
     _context.enter(run)  # in this asyncio task's own copy of the context
+    progress = None
+    if call.task.timeout is not None:  # progress: heartbeats and stream-writer events
+        progress = Progress(call.task.timeout)
+        run.heartbeat = progress.heartbeat
+        run.writer = progress.wrap_writer(run.writer)
     try:
         args, kwargs = _with_injections(run, call, *arguments(call, serializes))
-        value = await call.task.func(*args, **kwargs)
+        running = call.task.func(*args, **kwargs)
+        if progress is None:
+            value = await running
+        else:
+            value = await watched(running, call.task.name, progress)
         await run.await_outstanding()
     except asyncio.CancelledError:
         call.deliver(False, CANCELLED)

@@ -66,6 +66,7 @@ from .._protocol import (
     CANCELLED,
     DONE,
     EVENT,
+    HEARTBEAT,
     KEEP,
     NOT_LOADED,
     NOT_PICKLED,
@@ -74,6 +75,7 @@ from .._protocol import (
     READY,
     STOP,
 )
+from .._timeout import next_check, timeout_error
 from ..errors import SerializationError, WorkerCrashedError
 from ..worker import worker_main
 from . import base
@@ -172,6 +174,9 @@ class WorkerPool:
         self._wakeup_reader, self._wakeup_writer = Pipe(duplex=False)
         self._dispatcher: threading.Thread | None = None
         self._generation = 0  # bumped whenever the set of pipes to watch changes
+        # Calls with a timeout, watched by the dispatcher: call_id -> [call, worker,
+        # started, last progress] (monotonic seconds).
+        self._timers: dict[int, list] = {}
         self.closing = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -286,6 +291,10 @@ class WorkerPool:
                 fn_blob = task.pickled()
                 worker.known_functions.add(task.task_id)
             self._running[call.call_id] = (call, worker)
+            if task.timeout is not None:
+                now = time.monotonic()
+                self._timers[call.call_id] = [call, worker, now, now]
+                self._wake()  # its deadline may be the nearest
             if task.is_async:
                 worker.async_calls[call.call_id] = call
             else:
@@ -308,12 +317,19 @@ class WorkerPool:
         return pickle.dumps((CALL, items), serde.PROTOCOL)
 
     def _refill_locked(self, worker: _WorkerHandle) -> bytes | None:
-        """Top up a worker's queue of sync calls from the pending deque, or idle it."""
-        depth = self._prefetch_depth(self._pending[0].task.task_id) if self._pending else 1
+        """Top up a worker's queue of sync calls from the pending deque, or idle it.
+
+        A call with a timeout is only given to an empty worker, alone: its clock starts
+        when it is sent, and no call waits behind it to be killed with it.
+        """
+        depth = self._prefetch_depth(self._pending[0].task) if self._pending else 1
         while self._pending and len(worker.sync_calls) <= depth // 2:
             fair_share = -(-len(self._pending) // len(self._workers))
             take = min(depth - len(worker.sync_calls), fair_share, len(self._pending))
-            message = self._assign_locked(worker, [self._pending.popleft() for _ in range(take)])
+            batch = [self._pending.popleft()]
+            while len(batch) < take and self._pending[0].task.timeout is None:
+                batch.append(self._pending.popleft())
+            message = self._assign_locked(worker, batch)
             if message is not None:
                 return message
             # every call of that batch had been cancelled: try the next ones
@@ -321,10 +337,13 @@ class WorkerPool:
             self._idle.append(worker)
         return None
 
-    def _prefetch_depth(self, task_id: int) -> int:
+    def _prefetch_depth(self, task) -> int:
         """Sync calls a worker may hold: about PREFETCH_SECONDS of expected work, judged
-        by the next pending call's task (its calls' mean run time so far)."""
-        mean = self._run_times.get(task_id, PREFETCH_SECONDS)
+        by the next pending call's task (its calls' mean run time so far); a task with a
+        timeout only runs on an empty worker."""
+        if task.timeout is not None:
+            return 1
+        mean = self._run_times.get(task.task_id, PREFETCH_SECONDS)
         return max(1, min(MAX_PREFETCH, int(PREFETCH_SECONDS / max(mean, 1e-7))))
 
     def _record_run_time(self, task_id: int, seconds: float) -> None:
@@ -395,7 +414,8 @@ class WorkerPool:
                         generation = self._generation
                         selector.close()
                         selector = self._new_selector_locked()
-                for key, _ in selector.select():
+                    wait = self._until_next_deadline_locked()
+                for key, _ in selector.select(wait):
                     if key.data is None:
                         while self._wakeup_reader.poll():
                             self._wakeup_reader.recv_bytes()
@@ -407,8 +427,55 @@ class WorkerPool:
                         self._receive_all(worker)
                     else:
                         self._on_worker_exit(worker)
+                if self._timers:
+                    self._expire_timed_calls()
         finally:
             selector.close()
+
+    # -- timeouts ---------------------------------------------------------------------
+
+    def _until_next_deadline_locked(self) -> float | None:
+        if not self._timers:
+            return None
+        nearest = min(
+            next_check(call.task.timeout, started, last)
+            for call, _, started, last in self._timers.values()
+        )
+        return max(0.0, nearest - time.monotonic())
+
+    def _progress(self, call_id: int, heartbeat: bool) -> None:
+        """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
+        timer = self._timers.get(call_id)
+        if timer is not None and (heartbeat or timer[0].task.timeout.refresh_on == "auto"):
+            timer[3] = time.monotonic()
+
+    def _expire_timed_calls(self) -> None:
+        """Fail the calls past their timeout: cancel an async one, kill the worker of a
+        sync one (the calls it held besides are innocent and go elsewhere)."""
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            for call_id, (call, worker, started, last) in list(self._timers.items()):
+                if self._running.get(call_id, (None,))[0] is not call:
+                    del self._timers[call_id]  # finished or abandoned meanwhile
+                    continue
+                error = timeout_error(call.task.name, call.task.timeout, started, last, now)
+                if error is None:
+                    continue
+                del self._timers[call_id]
+                del self._running[call_id]
+                if call.task.is_async:
+                    del worker.async_calls[call_id]
+                else:
+                    _remove_sync_call(worker, call)
+                    worker.killed = True
+                expired.append((call, worker, error))
+        for call, worker, error in expired:
+            if call.task.is_async:
+                worker.send(pickle.dumps((CANCEL, call.call_id)))
+            else:
+                _kill(worker.process)  # the dispatcher sees it exit and replaces it
+            call.deliver(False, error)
 
     def _new_selector_locked(self) -> selectors.BaseSelector:
         selector = selectors.DefaultSelector()
@@ -430,6 +497,10 @@ class WorkerPool:
                     outcomes.append(message)
                 elif message[0] == EVENT:
                     self._on_event(*message[1:])
+                    if self._timers:
+                        self._progress(message[1], heartbeat=False)
+                elif message[0] == HEARTBEAT:
+                    self._progress(message[1], heartbeat=True)
                 elif message[0] == ASK:
                     self._on_question(worker, *message[1:])
                 elif message[0] == KEEP:
