@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import traceback
 
 import pytest
@@ -150,6 +152,34 @@ def test_crash_among_prefetched_tiny_calls_fails_only_the_culprit():
 
     outcomes = main.invoke(400)
     assert outcomes == [11 if i == 200 else i for i in range(400)]
+
+
+@task
+async def nap_then(x, doomed):
+    await asyncio.sleep(0.05 if x == doomed else 0.3)
+    if x == doomed:
+        os._exit(13)
+    return x
+
+
+@task
+def sync_nap(x):
+    time.sleep(0.1)
+    return x
+
+
+def test_an_async_crash_fails_only_its_call_not_its_siblings_on_the_worker():
+    """Every async call on a dead worker was running when it died: each runs again
+    alone, and only the one that crashes alone is failed."""
+
+    @entrypoint()
+    async def main(n):
+        calls = [nap_then(i, 3) for i in range(n)] + [sync_nap(i) for i in range(2)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        return [o.exitcode if isinstance(o, WorkerCrashedError) else o for o in outcomes]
+
+    assert asyncio.run(main.ainvoke(6)) == [0, 1, 2, 13, 4, 5, 0, 1]
+    assert asyncio.run(main.ainvoke(4)) == [0, 1, 2, 13, 0, 1]  # the pool healed
 
 
 def test_worker_crash_error_names_task_and_exit_code():

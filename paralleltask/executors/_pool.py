@@ -100,6 +100,7 @@ class _WorkerHandle:
         "booted",
         "conn",
         "eof",
+        "exclusive",
         "killed",
         "known_functions",
         "process",
@@ -117,6 +118,7 @@ class _WorkerHandle:
         self.booted = False
         self.eof = False
         self.killed = False  # by us, to stop a call: its other calls are innocent
+        self.exclusive = False  # running one suspect of a crash, alone
 
     def send_locked(self, data: bytes) -> None:
         """Write ``data``; the caller holds ``send_lock``, released here."""
@@ -165,6 +167,9 @@ class WorkerPool:
         self._workers: list[_WorkerHandle] = []
         self._idle: list[_WorkerHandle] = []
         self._pending: collections.deque[base.CallItem] = collections.deque()
+        # Suspects of a crash that could not be pinned on one call: each runs again
+        # alone on a worker; the one that crashes alone is the culprit.
+        self._quarantine: collections.deque[base.CallItem] = collections.deque()
         self._running: dict[int, tuple[base.CallItem, _WorkerHandle]] = {}
         self._booting = 0
         self._boot_error: str | None = None
@@ -233,12 +238,14 @@ class WorkerPool:
                 return
             self.closing = True
             if wait:
-                while self._running or self._pending:
+                while self._running or self._pending or self._quarantine:
                     self._drained.wait()
             busy = {worker for _, worker in self._running.values()}
-            abandoned = [call for call, _ in self._running.values()] + list(self._pending)
+            abandoned = [call for call, _ in self._running.values()]
+            abandoned += [*self._pending, *self._quarantine]
             self._running.clear()
             self._pending.clear()
+            self._quarantine.clear()
             workers, self._workers = self._workers, []
         for call in abandoned:
             call.deliver(False, base.CANCELLED)
@@ -262,7 +269,11 @@ class WorkerPool:
             if self._dispatcher is None or self.closing or self._boot_error is not None:
                 self._start_locked()  # raises if shut down or broken
             if call.task.is_async:
-                worker = min(self._workers, key=_WorkerHandle.load)
+                shared = [w for w in self._workers if not w.exclusive]
+                if not shared:  # every worker runs a suspect alone: wait for one
+                    self._pending.append(call)
+                    return
+                worker = min(shared, key=_WorkerHandle.load)
             elif self._idle:
                 worker = self._idle.pop()
             else:
@@ -322,6 +333,17 @@ class WorkerPool:
         A call with a timeout is only given to an empty worker, alone: its clock starts
         when it is sent, and no call waits behind it to be killed with it.
         """
+        if worker.exclusive:
+            if worker.sync_calls or worker.async_calls:
+                return None  # its suspect still runs
+            worker.exclusive = False
+        while self._quarantine and not worker.sync_calls and not worker.async_calls:
+            message = self._assign_locked(worker, [self._quarantine.popleft()])
+            if message is not None:
+                worker.exclusive = True
+                if worker in self._idle:
+                    self._idle.remove(worker)
+                return message
         depth = self._prefetch_depth(self._pending[0].task) if self._pending else 1
         while self._pending and len(worker.sync_calls) <= depth // 2:
             fair_share = -(-len(self._pending) // len(self._workers))
@@ -558,7 +580,7 @@ class WorkerPool:
                     self._record_run_time(call.task.task_id, seconds)
                 finished.append((call, status, blob))
             message = self._refill_locked(worker)
-            if self.closing and not self._running and not self._pending:
+            if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
         if message is not None:
             worker.send_locked(message)
@@ -572,6 +594,7 @@ class WorkerPool:
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
         failed: list[base.CallItem] = []
+        restarts: list[tuple[_WorkerHandle, bytes]] = []
         message = None
         with self._lock:
             if worker not in self._workers:
@@ -592,24 +615,38 @@ class WorkerPool:
             if worker.killed:  # by stop(): what it held besides the stopped calls is innocent
                 innocent_async.extend(worker.async_calls.values())
             else:
-                if held:
-                    failed.append(held.pop(0))  # the head was running: the crash is its
-                failed.extend(worker.async_calls.values())  # all ran in the dead process
+                # The head sync call and every async call were running: one of them (or
+                # none) crashed it. One suspect is the culprit; several run again alone.
+                suspects = [held.pop(0)] if held else []
+                suspects.extend(worker.async_calls.values())
+                if len(suspects) <= 1 or worker.exclusive:
+                    failed.extend(suspects)
+                else:
+                    self._quarantine.extend(suspects)
             # The calls behind the head never started: queue them again, first in line.
             self._pending.extendleft(reversed(held))
             if self._boot_error is not None:
                 # Workers cannot start: replacing them would loop. Fail what waits.
                 failed.extend(self._pending)
+                failed.extend(self._quarantine)
                 self._pending.clear()
+                self._quarantine.clear()
             elif not self.closing:
                 fresh = self._add_worker_locked()
                 message = self._refill_locked(fresh)
-            if self.closing and not self._running and not self._pending:
+                for idle in list(self._idle):  # they may take a suspect each, now
+                    if self._quarantine and idle is not fresh:
+                        quarantined = self._refill_locked(idle)
+                        if quarantined is not None:
+                            restarts.append((idle, quarantined))
+            if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
             boot_error = self._boot_error
         worker.conn.close()
         if message is not None:
             fresh.send_locked(message)
+        for idle, quarantined in restarts:
+            idle.send_locked(quarantined)
         for call in innocent_async:
             try:
                 self.submit(call)
