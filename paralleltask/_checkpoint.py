@@ -32,6 +32,7 @@ from ._interrupt import NO_ANSWER, Scratch
 from ._nested import NestedSlots
 from .errors import EmptyInputError
 from .stores.base import MISS, Store
+from .stream import interrupt_dicts
 from .types import Interrupt, PregelTask, StateSnapshot
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class ThreadRun:
         )
         self._put(self.store.checkpoint_put, self.thread_id, self.record)
         self._announce(self.record)
+        self._step_events()
         if self.durability == "sync":
             self.store.flush()
 
@@ -195,6 +197,13 @@ class ThreadRun:
             self._answer = answer
         if self.sink is not None:
             self.sink.emit("values", latest["values"])
+            pending = tuple(i for interrupts in self._pending.values() for i in interrupts)
+            self._announce(latest, pending)
+            self._step_events()
+
+    def _step_events(self) -> None:
+        if self.sink is not None:  # debug task events carry the step after the record's
+            self.sink.step = self.record["step"] + 1
 
     def _pending_ids(self) -> set[str]:
         return {i.id for interrupts in self._pending.values() for i in interrupts}
@@ -309,7 +318,7 @@ class ThreadRun:
     def finished(self, value: Any, save: Any) -> None:
         """The body returned and every call finished: the loop record. (With
         ``durability="exit"`` it is all that is written, as in LangGraph.)"""
-        if self.durability == "exit":
+        if self.durability == "exit":  # the input record is not written: it is skipped
             self._held.clear()
         self._put(self._write, OUTCOME + BODY, ("ok", self.name, serde.dumps(value)))
         record = _record(
@@ -322,6 +331,8 @@ class ThreadRun:
             next=(),
             input=None,
         )
+        if self.durability == "exit":
+            record["parent_id"] = self.record["parent_id"]
         self._put(self.store.checkpoint_put, self.thread_id, record)
         self._announce(record)
         self.close()
@@ -358,11 +369,11 @@ class ThreadRun:
         else:
             put(*args)
 
-    def _announce(self, record: dict) -> None:
+    def _announce(self, record: dict, interrupts: tuple = ()) -> None:
         sink = self.sink
         if sink is None or not ({"checkpoints", "debug"} & sink.modes):
             return
-        payload = checkpoint_payload(record, self.name)
+        payload = checkpoint_payload(record, self.name, interrupts)
         sink.emit("checkpoints", payload)
         if "debug" in sink.modes:
             event = {"step": record["step"], "timestamp": record["created_at"]}
@@ -391,9 +402,10 @@ def _config(record: dict, checkpoint_id: str | None = None) -> dict:
     }
 
 
-def checkpoint_payload(record: dict, name: str) -> dict:
+def checkpoint_payload(record: dict, name: str, interrupts: tuple = ()) -> dict:
     """A record as LangGraph's ``checkpoints`` stream chunk (and debug payload) shows it."""
     parent = record["parent_id"]
+    pending = tuple(interrupt_dicts(interrupts))
     return {
         "config": _config(record),
         "parent_config": _config(record, parent) if parent else None,
@@ -401,7 +413,7 @@ def checkpoint_payload(record: dict, name: str) -> dict:
         "metadata": _metadata(record),
         "next": list(record["next"]),
         "tasks": [
-            {"id": entry_task_id(record, name), "name": name, "interrupts": (), "state": None}
+            {"id": entry_task_id(record, name), "name": name, "interrupts": pending, "state": None}
             for name in record["next"]
         ],
     }

@@ -37,7 +37,7 @@ from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
 from .stores.base import MISS, Store
-from .stream import START_TRIGGERS, Sink, StreamSink, formatted, normalize_modes
+from .stream import START_TRIGGERS, Sink, StreamSink, formatted, interrupt_dicts, normalize_modes
 from .types import StateSnapshot, TimeoutPolicy
 
 R = TypeVar("R")
@@ -444,6 +444,8 @@ class Entrypoint:
         if run.sink is not None:
             run.sink.emit("updates", {"__interrupt__": tuple(interrupts)})
             run.sink.emit("values", {"__interrupt__": tuple(interrupts)})
+            pauses = interrupt_dicts(interrupts)
+            run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, None, {}, pauses)
         self._flush_cache()
         return {"__interrupt__": interrupts}
 

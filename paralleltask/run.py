@@ -35,6 +35,15 @@ ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
 
 _run_ids = itertools.count(1)
 
+#: The longest an async run's end waits for its cancelled calls to stop (a worker that
+#: never answers cannot hang the run).
+CANCEL_GRACE = 5.0
+
+
+def _settle(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
 
 @dataclass
 class RunInfo:
@@ -80,6 +89,7 @@ class Run:
     """
 
     __slots__ = (
+        "_cancelling",
         "_outstanding",
         "cache",
         "executor",
@@ -115,6 +125,7 @@ class Run:
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self.heartbeat: Callable[[], None] = _no_op_heartbeat
         self._outstanding: dict[Any, CallItem] = {}
+        self._cancelling: dict[CallItem, asyncio.Future] = {}  # cancelled, still stopping
 
     def nested(self, call: CallItem, loop: asyncio.AbstractEventLoop | None = None) -> Run:
         """The run of task calls made inside ``call`` (a running call of this run):
@@ -154,6 +165,8 @@ class Run:
             slot = self.thread.next_slot()
             value = self.thread.replayed(slot, task.name)
             if value is not MISS:
+                if self.sink is not None:
+                    self.sink.call_replayed(task.name, args, kwargs)
                 return self._done(value)
             scratch = self.thread.scratch(slot)
         cache_key = None
@@ -210,8 +223,22 @@ class Run:
     def _forget(self, future: Any) -> None:
         call = self._outstanding.pop(future, None)
         if call is not None and self.loop is not None and future.cancelled():
-            # asyncio futures can be cancelled while running: tell the executor.
+            # asyncio futures can be cancelled while running: tell the executor, and
+            # (where it reports back) let the run's end wait until the call has stopped.
+            if call.executor.reports_cancellation:
+                self._cancelling[call] = self.loop.create_future()
+                if call.settled:
+                    self._cancelling.pop(call, None)
             call.executor.cancel(call)
+
+    def cancel_settled(self, call: CallItem) -> None:
+        """The executor reported on a cancelled call (from any thread): it has stopped."""
+        waiter = self._cancelling.pop(call, None)
+        if waiter is not None:
+            try:
+                self.loop.call_soon_threadsafe(_settle, waiter)
+            except RuntimeError:  # the run's loop is closed: nobody waits any more
+                pass
 
     def wait_outstanding(self) -> None:
         """Block until every call of this run has finished (a sync run's end)."""
@@ -219,9 +246,13 @@ class Run:
             cf.wait(pending)
 
     async def await_outstanding(self) -> None:
-        """Wait until every call of this run has finished (an async run's end)."""
+        """Wait until every call of this run has finished (an async run's end), and
+        every cancelled one has stopped running."""
         while pending := [f for f in list(self._outstanding) if not f.done()]:
             await asyncio.wait(pending)
+        await asyncio.sleep(0)  # done callbacks of just-cancelled futures register here
+        if self._cancelling:
+            await asyncio.wait(list(self._cancelling.values()), timeout=CANCEL_GRACE)
 
     def cancel_async_calls(self) -> None:
         """An async body failed: cancel its async tasks still running, as LangGraph does

@@ -62,6 +62,7 @@ class Sink:
             frozen = frozenset(modes)
             flags = _FLAGS[modes] = (frozen, "custom" in frozen, bool(frozen & TASK_MODES))
         self.modes, self.wants_custom, self._wants_tasks = flags
+        self.step = 0  # of task events in debug chunks: a checkpointed run's own step
 
     def emit(self, mode: str, chunk: Any) -> None:
         raise NotImplementedError
@@ -76,18 +77,25 @@ class Sink:
             payload = {"id": task_id, "name": name, "input": input, "triggers": triggers}
             self._task_event("task", payload)
 
-    def task_finished(self, task_id: str, name: str, error: Any, result: dict) -> None:
+    def task_finished(
+        self, task_id: str, name: str, error: Any, result: dict, interrupts: list | None = None
+    ) -> None:
         if self._wants_tasks:
-            self._task_event(
-                "task_result",
-                {"id": task_id, "name": name, "error": error, "result": result, "interrupts": []},
-            )
+            payload = {"id": task_id, "name": name, "error": error, "result": result}
+            payload["interrupts"] = interrupts or []
+            self._task_event("task_result", payload)
 
     def _task_event(self, kind: str, payload: dict) -> None:
         if "tasks" in self.modes:
             self.emit("tasks", payload)
         if "debug" in self.modes:
-            self.emit("debug", {"step": 0, "timestamp": _now(), "type": kind, "payload": payload})
+            event = {"step": self.step, "timestamp": _now(), "type": kind, "payload": payload}
+            self.emit("debug", event)
+
+    def call_replayed(self, name: str, args: tuple, kwargs: dict) -> None:
+        """A call answered from a checkpoint: its ``task`` event, and nothing more."""
+        if self._wants_tasks:
+            self.task_started(str(uuid.uuid4()), name, (args, kwargs), PUSH_TRIGGERS)
 
     def call_started(self, call: Any, args: tuple, kwargs: dict) -> None:
         if self._wants_tasks:
@@ -100,6 +108,13 @@ class Sink:
         if self._wants_tasks:
             result = {"__return__": value} if ok else {}
             self.task_finished(call_task_id(call), call.task.name, None if ok else value, result)
+
+
+def interrupt_dicts(interrupts: Any) -> list[dict]:
+    """Interrupts as debug payloads show them."""
+    return [
+        {"value": i.value, "id": i.id, "response_schema": i.response_schema} for i in interrupts
+    ]
 
 
 def call_task_id(call: Any) -> str:

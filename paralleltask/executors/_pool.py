@@ -50,6 +50,7 @@ import selectors
 import signal
 import threading
 import time
+import traceback
 import weakref
 from multiprocessing.connection import Pipe
 from typing import Any
@@ -382,10 +383,12 @@ class WorkerPool:
         one sent to a worker is skipped there if not started, or cancelled if async."""
         with self._lock:
             entry = self._running.get(call.call_id)
-            if entry is None:
-                return
-            worker = entry[1]
-            worker.send_lock.acquire()
+            if entry is not None:
+                worker = entry[1]
+                worker.send_lock.acquire()
+        if entry is None:  # not sent (or done): nothing runs, say so
+            call.deliver(False, base.CANCELLED)
+            return
         worker.send_locked(pickle.dumps((CANCEL, call.call_id)))
 
     def stop(self, calls: list[base.CallItem]) -> None:
@@ -437,22 +440,28 @@ class WorkerPool:
                         selector.close()
                         selector = self._new_selector_locked()
                     wait = self._until_next_deadline_locked()
-                for key, _ in selector.select(wait):
-                    if key.data is None:
-                        while self._wakeup_reader.poll():
-                            self._wakeup_reader.recv_bytes()
-                        continue
-                    worker, is_pipe = key.data
-                    if worker not in self._workers:
-                        continue
-                    if is_pipe:
-                        self._receive_all(worker)
-                    else:
-                        self._on_worker_exit(worker)
-                if self._timers:
-                    self._expire_timed_calls()
+                try:
+                    self._handle(selector.select(wait))
+                except Exception:  # a bug must not stop the dispatcher: every run would hang
+                    traceback.print_exc()
         finally:
             selector.close()
+
+    def _handle(self, events: list) -> None:
+        for key, _ in events:
+            if key.data is None:
+                while self._wakeup_reader.poll():
+                    self._wakeup_reader.recv_bytes()
+                continue
+            worker, is_pipe = key.data
+            if worker not in self._workers:
+                continue
+            if is_pipe:
+                self._receive_all(worker)
+            else:
+                self._on_worker_exit(worker)
+        if self._timers:
+            self._expire_timed_calls()
 
     # -- timeouts ---------------------------------------------------------------------
 

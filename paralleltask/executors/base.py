@@ -41,6 +41,7 @@ class CallItem:
         "pickled_result",
         "run",
         "scratch",
+        "settled",
         "slot",
         "started",
         "task",
@@ -68,6 +69,7 @@ class CallItem:
         self.cache_key: bytes | None = None  # where a success is kept, if cached
         self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
         self.slot: bytes | None = None  # where a checkpointed run keeps the outcome
+        self.settled = False  # the executor reported after the caller cancelled
         self.scratch: Any = None  # the call's answers to interrupt(), when checkpointed
 
     def claim(self) -> bool:
@@ -83,9 +85,12 @@ class CallItem:
     def deliver(self, ok: bool, value: Any) -> None:
         """An attempt ended: retry it if a policy says so, else report it to the run's
         stream and resolve the caller's future with a result (``ok``) or an exception."""
-        if self.future.done():  # cancelled by the caller, or stopped with its run
-            return
         run = self.run
+        if self.future.done():  # cancelled by the caller, or stopped with its run
+            self.settled = True
+            if run is not None:
+                run.cancel_settled(self)
+            return
         if not ok and value is not CANCELLED and run is not None and not _pauses(value):
             if self._retried(value):
                 return
@@ -206,6 +211,10 @@ class Executor(abc.ABC):
 
     #: Whether a sync task's code can be stopped from outside (a process can be killed).
     can_stop_sync_code = False
+
+    #: Whether a cancelled async call reports back (``deliver``) once it has stopped
+    #: running, so that its run can wait for that, as LangGraph waits for its tasks.
+    reports_cancellation = False
 
     @abc.abstractmethod
     def submit(self, call: CallItem) -> None:

@@ -42,6 +42,7 @@ class ProcessExecutor(Executor):
 
     serializes = True
     can_stop_sync_code = True
+    reports_cancellation = True
 
     def __init__(
         self,
