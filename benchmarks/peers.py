@@ -82,6 +82,16 @@ class Peer:
         cold cache (``"cached"``), or plainly (``"plain"``); None: not offered."""
         return None
 
+    def faulty_all(self, func: Callable, calls: Sequence[Call]) -> list | None:
+        """``run_all`` where some calls kill their worker: results, and the error type
+        name for the failed calls; None: this peer cannot survive a crash."""
+        return None
+
+    def recovery(self, how: str) -> tuple[float, float] | None:
+        """Every worker is lost at once (``how``: "crash" or "timeout"): seconds until
+        the last error is seen, then until the next call's result."""
+        return None
+
     def cache_hits(self, calls: Sequence[Call]) -> list | None:
         """``identity`` over ``calls`` through the peer's result cache, warmed first:
         every call a hit. None for peers without a cache."""
@@ -257,6 +267,9 @@ class FunctionalApiPeer(Peer):
                 return [future.result() for future in futures]
 
             self._durable_jobs["cached"] = cold_cache_job
+        self._faulty_job = self._recovery_job = None
+        if hasattr(api, "WorkerCrashedError"):
+            self._build_fault_jobs(api, tasks)
         if make_checkpointer is not None:
 
             @api.entrypoint(checkpointer=make_checkpointer())
@@ -291,6 +304,48 @@ class FunctionalApiPeer(Peer):
         self._submit_all = submit_all_then_collect
         self._one_at_a_time = one_call_at_a_time
         self._one_task = one_task
+
+    def _build_fault_jobs(self, api, tasks):
+        burn_or_die = api.task(workloads.cpu_burn_or_die)
+        die = api.task(workloads.die)
+        spin = api.task(timeout=0.05)(workloads.spin)
+        identity = tasks["identity"]
+        workers = CPU_COUNT
+
+        @api.entrypoint()
+        def faulty_job(calls):
+            results = []
+            for future in [burn_or_die(*call) for call in calls]:
+                try:
+                    results.append(future.result())
+                except api.TaskError as error:
+                    results.append(type(error).__name__)
+            return results
+
+        @api.entrypoint()
+        def recovery_job(how):
+            started = perf_counter()
+            doomed = [(die if how == "crash" else spin)() for _ in range(workers)]
+            for future in doomed:
+                try:
+                    future.result()
+                except api.TaskError:
+                    pass
+            failed = perf_counter()
+            identity(0).result()
+            return failed - started, perf_counter() - failed
+
+        self._faulty_job, self._recovery_job = faulty_job, recovery_job
+
+    def faulty_all(self, func, calls):
+        if self._faulty_job is None:
+            return None
+        return self._faulty_job.invoke(list(calls))
+
+    def recovery(self, how):
+        if self._recovery_job is None:
+            return None
+        return self._recovery_job.invoke(how)
 
     def start(self):
         if self._pool_class:

@@ -51,6 +51,8 @@ def format_value(value: float, kind: str) -> str:
         return f"{value:.2f}x" if value >= 0.01 else "<0.01x"
     if kind == "s":
         return f"{value:.3f} s"
+    if kind == "ms":
+        return f"{value:.1f} ms"
     if value < 10:
         return f"{value:.2f} µs"
     return f"{value:,.0f} µs" if value >= 100 else f"{value:.1f} µs"

@@ -23,6 +23,7 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
        Bar: ≤ 100 µs per call and flat (≤ 1.25).
 - W3   400 calls of ~5 ms CPU: speed-up vs serial (per-call overhead at medium grain).
 - W3d  W3 with every result checkpointed in LMDB, and through a cold LMDB cache, ÷ plain W3.
+- W3x  W3 with one call killing its worker ÷ clean W3; recovery after losing every worker.
 - W5   one identity call at a time on a warm pool: the median round trip of 200 calls
        (per round), and its ratio to the stdlib pool's and loky's. Bar: ≤ 300 µs.
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
@@ -81,6 +82,7 @@ from benchmarks.suite import (
     Bar,
     BatchSpeedup,
     CacheHits,
+    CrashRecovery,
     DurableOverhead,
     FreshProcess,
     InvokeRoundTrip,
@@ -196,6 +198,7 @@ def build_suite(sizes: Sizes) -> list[Workload]:
             [(seed, w3_loops) for seed in range(sizes.w3_calls)],
         ),
         DurableOverhead(workloads.cpu_burn, [(seed, w3_loops) for seed in range(sizes.w3_calls)]),
+        CrashRecovery([(seed, w3_loops) for seed in range(sizes.w3_calls)]),
         RoundTrip(sizes.w5_calls),
         InvokeRoundTrip(sizes.w5_calls),
         StreamingOverhead(sizes.w2_counts[0]),

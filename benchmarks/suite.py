@@ -326,6 +326,57 @@ class DurableOverhead(Workload):
         return {how: median(times) for how, times in seconds.items()}
 
 
+class CrashRecovery(Workload):
+    """W3x: W3's calls with one of them killing its worker, against a clean W3
+    (alternated within the round); and the time from losing every worker at once (to
+    crashes, to timeouts) to the next call's result."""
+
+    key = "W3x"
+
+    def __init__(self, calls: list, repeats: int = 2):
+        self.calls = calls
+        self.doomed = len(calls) // 2
+        self.repeats = repeats
+        self.title = (
+            f"W3 ({len(calls)} calls) with one call killing its worker, vs clean; "
+            "recovery after losing every worker"
+        )
+        self.columns = (
+            own_ratio("crashed", "clean", "1 crash ÷ clean", "W3x ÷ W3", Bar("≤", 1.2)),
+            absolute("crash_recovery_ms", "crash → next result", "ms", "crash recovery ms"),
+            absolute("timeout_recovery_ms", "timeout → next result", "ms"),
+        )
+
+    def applies_to(self, peer):
+        return peer.recovery("crash") is not None
+
+    def prepare(self, serial):
+        seeds = [(seed, loops) for seed, loops in self.calls]
+        self.clean_expected = serial.run_all(workloads.cpu_burn, seeds)
+        self.expected = list(self.clean_expected)
+        self.expected[self.doomed] = "WorkerCrashedError"
+
+    def measure(self, peer):
+        faulty = [(seed, loops, self.doomed) for seed, loops in self.calls]
+        clean = [(seed, loops, -1) for seed, loops in self.calls]
+        crashed, regular = [], []
+        for _ in range(self.repeats):
+            took, results = timed(peer.faulty_all, workloads.cpu_burn_or_die, clean)
+            check_equal(results, self.clean_expected, f"{self.key} clean")
+            regular.append(took)
+            took, results = timed(peer.faulty_all, workloads.cpu_burn_or_die, faulty)
+            check_equal(results, self.expected, f"{self.key} crashed")
+            crashed.append(took)
+        _, crash_recovery = peer.recovery("crash")
+        _, timeout_recovery = peer.recovery("timeout")
+        return {
+            "clean": median(regular),
+            "crashed": median(crashed),
+            "crash_recovery_ms": crash_recovery * 1e3,
+            "timeout_recovery_ms": timeout_recovery * 1e3,
+        }
+
+
 class CacheHits(Workload):
     """W6: calls answered from a warm result cache: µs per hit (LMDB for paralleltask,
     with its authentication tag checked; LangGraph's InMemoryCache; joblib.Memory)."""

@@ -7,6 +7,7 @@ Everything here is pure Python, deterministic and importable by worker processes
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import string
 import time
@@ -26,6 +27,24 @@ def cpu_burn(seed: int, loops: int) -> int:
     for step in range(loops):
         state = (state * 6364136223846793005 + step) & _MASK
     return state
+
+
+def cpu_burn_or_die(seed: int, loops: int, doomed: int) -> int:
+    """``cpu_burn``, except that the call with ``seed == doomed`` kills its worker."""
+    if seed == doomed:
+        os._exit(70)
+    return cpu_burn(seed, loops)
+
+
+def die() -> None:
+    """Kill the worker running this call."""
+    os._exit(70)
+
+
+def spin() -> None:
+    """Never return (a pure-Python loop: only killing the process stops it)."""
+    while True:
+        pass
 
 
 def calibrate_loops(target_seconds: float, probe_loops: int = 200_000) -> int:
