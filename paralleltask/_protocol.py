@@ -26,6 +26,9 @@ Worker → parent::
                                             worker waits for the ANSWER
     (KEEP, call_id, what, payload)          a nested call's result to store (cache entry,
                                             checkpoint slot); no answer
+    (STARTED, call_id)                      a call with a timeout starts running (its
+                                            function and arguments are loaded): its
+                                            clock starts
     (HEARTBEAT, call_id)                    progress of a call with an idle timeout
                                             (runtime.heartbeat(), stream-writer events)
 """
@@ -44,6 +47,7 @@ EVENT = 13
 ASK = 14
 KEEP = 15
 HEARTBEAT = 16
+STARTED = 17
 
 # DONE statuses
 OK = 0  #: blob is the pickled result

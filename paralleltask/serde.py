@@ -73,21 +73,47 @@ def dumps_exception(exc: BaseException) -> bytes:
     of the chain that will not pickle is dropped.
     """
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    described = f"{type(exc).__module__}.{type(exc).__qualname__}: {_text(exc)}"
     try:
-        return dumps((_portable(exc, set()), tb))
+        inner = dumps(_portable(exc, set()))
     except Exception as failure:
         stand_in = TaskError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception raised "
-            f"in the worker could not be pickled: {type(failure).__name__}: {failure})"
+            f"{described} (the exception raised in the worker could not be pickled: "
+            f"{type(failure).__name__}: {failure})"
         )
-        return dumps((_portable(stand_in, set()), tb))
+        inner = dumps(_portable(stand_in, set()))
+    # Plain strings outside: they load even when the exception's class does not.
+    return pickle.dumps((inner, described, tb), PROTOCOL)
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() failed>"
+
+
+class UnloadableException(Exception):
+    """An exception arrived but could not be rebuilt here; carries what is known of it."""
+
+    def __init__(self, described: str, traceback_text: str, failure: BaseException) -> None:
+        super().__init__(described, traceback_text, failure)
+        self.described = described
+        self.traceback_text = traceback_text
+        self.failure = failure
 
 
 def loads_exception(blob: bytes, where: str = "the worker") -> BaseException:
     """Re-build an exception pickled by :func:`dumps_exception`; its formatted output
-    shows the worker's traceback (a note on 3.11+, the end of the cause chain before)."""
-    portable, tb = loads(blob)
-    exc = _rebuilt(portable)
+    shows the worker's traceback (a note on 3.11+, the end of the cause chain before).
+    Raises :class:`UnloadableException` (type name, message, traceback) if the
+    exception itself will not load here."""
+    inner, described, tb = loads(blob)
+    try:
+        portable = loads(inner)
+        exc = _rebuilt(portable)
+    except Exception as failure:
+        raise UnloadableException(described, tb, failure) from None
     if hasattr(exc, "add_note"):
         exc.add_note(f"\nTraceback in {where} (most recent call last):\n{tb}".rstrip())
     else:  # Python 3.10: no notes; hang it at the end of the cause chain, as CPython does

@@ -42,6 +42,7 @@ from ._protocol import (
     OK,
     RAISED,
     READY,
+    STARTED,
     STOP,
 )
 from .executors.inline import InlineExecutor
@@ -216,8 +217,13 @@ class _Worker:
         return heartbeat
 
     def _watch(self, run: Any, call_id: int, task: Any) -> None:
+        """A call with a timeout: its clock starts now (the parent keeps it), and its
+        heartbeats and writer events reach the parent."""
         policy = task.timeout
-        if policy is None or policy.idle_timeout is None:
+        if policy is None:
+            return
+        self.send((STARTED, call_id))
+        if policy.idle_timeout is None:
             return
         run.heartbeat = beat = self._heartbeat(call_id, policy)
         if policy.refresh_on == "auto":  # stream-writer events are progress too

@@ -74,6 +74,7 @@ from .._protocol import (
     OK,
     RAISED,
     READY,
+    STARTED,
     STOP,
 )
 from .._timeout import next_check, timeout_error
@@ -91,6 +92,9 @@ PREFETCH_SECONDS = 0.002
 MAX_PREFETCH = 64
 #: Tasks whose mean run time the pool remembers (then it starts over).
 RUN_TIMES_KEPT = 4096
+#: How long a timed-out async call may take to stop after its CANCEL before its worker
+#: is deemed wedged (an event loop blocked by code that never yields) and replaced.
+UNWIND_GRACE = 1.0
 
 
 class _WorkerHandle:
@@ -107,6 +111,7 @@ class _WorkerHandle:
         "process",
         "send_lock",
         "sync_calls",
+        "unwinding",
     )
 
     def __init__(self, process, conn) -> None:
@@ -120,6 +125,9 @@ class _WorkerHandle:
         self.eof = False
         self.killed = False  # by us, to stop a call: its other calls are innocent
         self.exclusive = False  # running one suspect of a crash, alone
+        # Async calls timed out and cancelled, not yet reported stopped: call_id -> the
+        # time after which the worker is deemed wedged (a loop that never yields).
+        self.unwinding: dict[int, float] = {}
 
     def send_locked(self, data: bytes) -> None:
         """Write ``data``; the caller holds ``send_lock``, released here."""
@@ -135,7 +143,8 @@ class _WorkerHandle:
         self.send_locked(data)
 
     def load(self) -> int:
-        return len(self.async_calls) + len(self.sync_calls)
+        # A worker still unwinding a cancelled call may have a blocked event loop.
+        return len(self.async_calls) + len(self.sync_calls) + 1000 * len(self.unwinding)
 
 
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -276,7 +285,7 @@ class WorkerPool:
                     return
                 worker = min(shared, key=_WorkerHandle.load)
             elif self._idle:
-                worker = self._idle.pop()
+                worker = self._take_idle_locked()
             else:
                 self._pending.append(call)
                 return
@@ -285,6 +294,14 @@ class WorkerPool:
                 self._idle.append(worker)  # the call was cancelled before it could go
         if message is not None:
             worker.send_locked(message)
+
+    def _take_idle_locked(self) -> _WorkerHandle:
+        """An idle worker, a booted one if any (a replacement still starting would make
+        the call wait for its start-up while a warm worker idles)."""
+        for index in range(len(self._idle) - 1, -1, -1):
+            if self._idle[index].booted:
+                return self._idle.pop(index)
+        return self._idle.pop()
 
     def _assign_locked(self, worker: _WorkerHandle, calls: list) -> bytes | None:
         """Record ``calls`` on ``worker``; return their CALL message with the worker's
@@ -303,10 +320,8 @@ class WorkerPool:
                 fn_blob = task.pickled()
                 worker.known_functions.add(task.task_id)
             self._running[call.call_id] = (call, worker)
-            if task.timeout is not None:
-                now = time.monotonic()
-                self._timers[call.call_id] = [call, worker, now, now]
-                self._wake()  # its deadline may be the nearest
+            if task.timeout is not None:  # its clock starts when the worker says STARTED
+                self._timers[call.call_id] = [call, worker, None, None]
             if task.is_async:
                 worker.async_calls[call.call_id] = call
             else:
@@ -460,24 +475,32 @@ class WorkerPool:
                 self._receive_all(worker)
             else:
                 self._on_worker_exit(worker)
-        if self._timers:
+        if self._timers or any(w.unwinding for w in self._workers):
             self._expire_timed_calls()
 
     # -- timeouts ---------------------------------------------------------------------
 
     def _until_next_deadline_locked(self) -> float | None:
-        if not self._timers:
-            return None
-        nearest = min(
+        deadlines = [
             next_check(call.task.timeout, started, last)
             for call, _, started, last in self._timers.values()
-        )
-        return max(0.0, nearest - time.monotonic())
+            if started is not None
+        ]
+        for worker in self._workers:
+            deadlines.extend(worker.unwinding.values())
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _started(self, call_id: int) -> None:
+        timer = self._timers.get(call_id)
+        if timer is not None:
+            timer[2] = timer[3] = time.monotonic()
 
     def _progress(self, call_id: int, heartbeat: bool) -> None:
         """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
         timer = self._timers.get(call_id)
-        if timer is not None and (heartbeat or timer[0].task.timeout.refresh_on == "auto"):
+        if timer is None or timer[2] is None:
+            return
+        if heartbeat or timer[0].task.timeout.refresh_on == "auto":
             timer[3] = time.monotonic()
 
     def _expire_timed_calls(self) -> None:
@@ -490,6 +513,8 @@ class WorkerPool:
                 if self._running.get(call_id, (None,))[0] is not call:
                     del self._timers[call_id]  # finished or abandoned meanwhile
                     continue
+                if started is None:
+                    continue
                 error = timeout_error(call.task.name, call.task.timeout, started, last, now)
                 if error is None:
                     continue
@@ -497,10 +522,17 @@ class WorkerPool:
                 del self._running[call_id]
                 if call.task.is_async:
                     del worker.async_calls[call_id]
+                    worker.unwinding[call_id] = now + UNWIND_GRACE
                 else:
                     _remove_sync_call(worker, call)
                     worker.killed = True
                 expired.append((call, worker, error))
+            wedged = [w for w in self._workers if any(t <= now for t in w.unwinding.values())]
+            for worker in wedged:
+                worker.killed = True  # its other calls are innocent: they go elsewhere
+                worker.unwinding.clear()
+        for worker in wedged:
+            _kill(worker.process)
         for call, worker, error in expired:
             if call.task.is_async:
                 worker.send(pickle.dumps((CANCEL, call.call_id)))
@@ -532,6 +564,8 @@ class WorkerPool:
                         self._progress(message[1], heartbeat=False)
                 elif message[0] == HEARTBEAT:
                     self._progress(message[1], heartbeat=True)
+                elif message[0] == STARTED:
+                    self._started(message[1])
                 elif message[0] == ASK:
                     self._on_question(worker, *message[1:])
                 elif message[0] == KEEP:
@@ -580,13 +614,16 @@ class WorkerPool:
             for _, call_id, status, blob, seconds in outcomes:
                 entry = self._running.pop(call_id, None)
                 if entry is None:
-                    continue  # abandoned by a shutdown meanwhile
+                    worker.unwinding.pop(call_id, None)  # a timed-out call has stopped
+                    continue  # (or one abandoned by a shutdown meanwhile)
                 call = entry[0]
                 if call.task.is_async:
                     del worker.async_calls[call_id]
                 else:
                     _remove_sync_call(worker, call)
                     self._record_run_time(call.task.task_id, seconds)
+                if status == NOT_LOADED:  # the worker may not hold the function: resend it
+                    worker.known_functions.discard(call.task.task_id)
                 finished.append((call, status, blob))
             message = self._refill_locked(worker)
             if self.closing and not (self._running or self._pending or self._quarantine):
@@ -614,7 +651,7 @@ class WorkerPool:
                 self._idle.remove(worker)
             if not worker.booted:
                 self._booting -= 1
-                if self._boot_error is None:
+                if self._boot_error is None and not worker.killed:
                     self._boot_error = f"a worker exited with {_describe_exit(exitcode)} at start"
                 self._booted.notify_all()
             held = list(worker.sync_calls)
@@ -643,11 +680,12 @@ class WorkerPool:
             elif not self.closing:
                 fresh = self._add_worker_locked()
                 message = self._refill_locked(fresh)
-                for idle in list(self._idle):  # they may take a suspect each, now
-                    if self._quarantine and idle is not fresh:
-                        quarantined = self._refill_locked(idle)
-                        if quarantined is not None:
-                            restarts.append((idle, quarantined))
+                for idle in list(self._idle):  # warm workers take re-queued calls now
+                    if (self._quarantine or self._pending) and idle is not fresh:
+                        self._idle.remove(idle)
+                        refilled = self._refill_locked(idle)
+                        if refilled is not None:
+                            restarts.append((idle, refilled))
             if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
             boot_error = self._boot_error
@@ -701,6 +739,14 @@ def _decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, 
     if status == RAISED:
         try:
             return False, serde.loads_exception(blob)
+        except serde.UnloadableException as lost:
+            failure = lost.failure
+            return False, SerializationError(
+                f"Task {name!r} raised {lost.described}, an exception that could not be "
+                f"unpickled in the parent: {type(failure).__name__}: {failure}\n"
+                f"Traceback in the worker:\n{lost.traceback_text}",
+                task=name,
+            )
         except Exception as exc:
             return False, SerializationError(
                 f"Task {name!r} raised an exception that could not be unpickled in the "
