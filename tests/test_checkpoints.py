@@ -274,3 +274,32 @@ def test_a_rerun_outer_call_replays_its_finished_nested_calls(tmp_path, executor
     (tmp_path / "healed").touch()
     assert main.invoke(None, config) == 14
     assert [executions(tmp_path, f"inner{x}") for x in (1, 2, 3)] == [1, 1, 1]
+
+
+def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch):
+    """Disk full during a commit (injected): the run still returns every result, the
+    lost writes are reported as a warning naming the store, and the store keeps
+    working once the disk has room again."""
+    import lmdb
+
+    from paralleltask.stores import lmdb as lmdb_store
+
+    store = LMDBStore(tmp_path / "store")
+    real_write = lmdb_store.LMDBStore._write_batch
+    failures = []
+
+    def full_disk(self, batch):
+        if not failures:
+            failures.append(len(batch))
+            raise lmdb.DiskError("mdb_txn_commit: No space left on device")
+        return real_write(self, batch)
+
+    monkeypatch.setattr(lmdb_store.LMDBStore, "_write_batch", full_disk)
+    job = squares_job(store)
+    config = {"configurable": {"thread_id": "disk"}}
+    (tmp_path / "healed").touch()
+    with pytest.warns(RuntimeWarning, match=r"entries were not written.*No space left"):
+        assert job.invoke((str(tmp_path), [1, 2, 3], -1), config) == [1, 4, 9]
+    assert failures
+    assert job.invoke((str(tmp_path), [4], -1), config) == [16]
+    assert job.get_state(config).values == [16]
