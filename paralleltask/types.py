@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pickle import dumps as _pickle_dumps
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -97,8 +98,17 @@ class Runtime:
     previous: Any = None
 
 
+#: Types _freeze returns as they are without asking the Hashable ABC (the hot path).
+_PLAIN = frozenset({int, str, bytes, float, bool, type(None), tuple})
+
+
 def _freeze(obj: Any, depth: int = 10) -> Any:
     """Arguments as hashable plain data, as LangGraph freezes them for cache keys."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is dict and not obj:
+        return ()
     if isinstance(obj, Hashable) or depth <= 0:
         return obj
     if isinstance(obj, Mapping):
@@ -112,9 +122,7 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
 
 def default_cache_key(*args: Any, **kwargs: Any) -> str | bytes:
     """LangGraph's default cache key: the frozen arguments, pickled (protocol 5)."""
-    import pickle
-
-    return pickle.dumps((_freeze(args), _freeze(kwargs)), protocol=5, fix_imports=False)
+    return _pickle_dumps((_freeze(args), _freeze(kwargs)), protocol=5, fix_imports=False)
 
 
 @dataclass(frozen=True)
