@@ -35,7 +35,7 @@ from paralleltask import CachePolicy, LMDBStore, entrypoint, task
 from paralleltask._checkpoint import OUTCOME, call_slot
 from paralleltask.stores._format import STAMP, TAG_SIZE, seal
 from paralleltask.stores.base import thread_key
-from tests.test_scripts import tagged_pids, wait_gone
+from tests.test_scripts import sigint_not_ignored, tagged_pids, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +61,15 @@ def script(name, *args, tag=""):
     foreground job); every process it starts inherits ``PT_TEST_TAG=tag``."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["PT_TEST_TAG"] = tag
-    return subprocess.Popen(
-        [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    with sigint_not_ignored():
+        return subprocess.Popen(
+            [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def finish(process, timeout=40):

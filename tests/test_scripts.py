@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,19 +18,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
+@contextlib.contextmanager
+def sigint_not_ignored():
+    """Children get Ctrl-C as from a terminal: under a runner that started us in the
+    background (nohup, some CI), SIGINT is ignored and children would inherit that."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to default at exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def python(script, *args, tag="", **kwargs):
     """Start ``script``; every process it starts inherits ``PT_TEST_TAG=tag``."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["PT_TEST_TAG"] = tag
-    return subprocess.Popen(
-        [sys.executable, os.path.join(SCRIPTS, script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-        **kwargs,
-    )
+    with sigint_not_ignored():
+        return subprocess.Popen(
+            [sys.executable, os.path.join(SCRIPTS, script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+            **kwargs,
+        )
 
 
 def alive(pid):
