@@ -100,10 +100,24 @@ def split(lines: list[str], count: int) -> list[list[str]]:
     return [lines[i : i + size] for i in range(0, len(lines), size)]
 
 
+def write_input(path: str, count: int) -> None:
+    """The day's order file (made once: the job's input, as a real batch job's)."""
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write("\n".join(make_records(count)))
+        os.replace(path + ".tmp", path)
+
+
+def read_input(path: str) -> list[str]:
+    with open(path) as f:
+        return f.read().split("\n")
+
+
 def nightly_report(job: dict) -> dict:
-    """The entrypoint's body: a small input (what to process), so that checkpoints
-    stay small; the records are made here and the chunks fan out to the pool."""
-    chunks = split(make_records(job["records"]), job["chunks"])
+    """The entrypoint's body: a small input (which file, how many chunks), so that
+    checkpoints stay small; the file is read here and its chunks fan out to the pool."""
+    chunks = split(read_input(job["path"]), job["chunks"])
     futures = [summarize_chunk(chunk) for chunk in chunks]
     return merge([f.result() for f in futures])
 
@@ -132,7 +146,9 @@ def main() -> None:
     job = entrypoint(checkpointer=store, cache=None if args.no_cache else store)(nightly_report)
     config = {"configurable": {"thread_id": f"nightly-{args.records}x{args.chunks}"}}
     resuming = bool(job.get_state(config).next)  # an earlier run of this job died
-    given = None if resuming else {"records": args.records, "chunks": args.chunks}
+    orders = os.path.join(os.path.dirname(args.store), f"orders-{args.records}.csv")
+    write_input(orders, args.records)
+    given = None if resuming else {"path": orders, "chunks": args.chunks}
 
     started = time.perf_counter()
     computed = cached = 0
@@ -158,7 +174,7 @@ def main() -> None:
     print(f"pool start {pool_start:.2f}s, job {parallel:.2f}s on the process pool ({args.store})")
     if args.compare_serial:
         started = time.perf_counter()
-        chunks = split(make_records(args.records), args.chunks)
+        chunks = split(read_input(orders), args.chunks)
         serial_report = merge([summarize(chunk) for chunk in chunks])
         serial = time.perf_counter() - started
         assert serial_report == report, "parallel and serial results differ"
