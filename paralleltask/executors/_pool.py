@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import heapq
 import os
 import pickle
 import selectors
@@ -192,6 +193,10 @@ class WorkerPool:
         # Calls with a timeout, watched by the dispatcher: call_id -> [call, worker,
         # started, last progress] (monotonic seconds).
         self._timers: dict[int, list] = {}
+        # (deadline, call_id) of started timed calls, nearest first; an entry may be
+        # early (progress moved the idle deadline): it is looked at and pushed again.
+        # Only the dispatcher thread touches it.
+        self._deadlines: list[tuple[float, int]] = []
         self.closing = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -475,17 +480,13 @@ class WorkerPool:
                 self._receive_all(worker)
             else:
                 self._on_worker_exit(worker)
-        if self._timers or any(w.unwinding for w in self._workers):
+        if self._deadlines or any(w.unwinding for w in self._workers):
             self._expire_timed_calls()
 
     # -- timeouts ---------------------------------------------------------------------
 
     def _until_next_deadline_locked(self) -> float | None:
-        deadlines = [
-            next_check(call.task.timeout, started, last)
-            for call, _, started, last in self._timers.values()
-            if started is not None
-        ]
+        deadlines = [self._deadlines[0][0]] if self._deadlines else []
         for worker in self._workers:
             deadlines.extend(worker.unwinding.values())
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -493,7 +494,9 @@ class WorkerPool:
     def _started(self, call_id: int) -> None:
         timer = self._timers.get(call_id)
         if timer is not None:
-            timer[2] = timer[3] = time.monotonic()
+            timer[2] = timer[3] = now = time.monotonic()
+            deadline = next_check(timer[0].task.timeout, now, now)
+            heapq.heappush(self._deadlines, (deadline, call_id))
 
     def _progress(self, call_id: int, heartbeat: bool) -> None:
         """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
@@ -509,14 +512,21 @@ class WorkerPool:
         now = time.monotonic()
         expired = []
         with self._lock:
-            for call_id, (call, worker, started, last) in list(self._timers.items()):
-                if self._running.get(call_id, (None,))[0] is not call:
-                    del self._timers[call_id]  # finished or abandoned meanwhile
-                    continue
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, call_id = heapq.heappop(self._deadlines)
+                timer = self._timers.get(call_id)
+                if timer is None:
+                    continue  # finished meanwhile
+                call, worker, started, last = timer
                 if started is None:
+                    continue  # sent again (retry, re-queue): it pushes anew when it starts
+                if self._running.get(call_id, (None,))[0] is not call:
+                    del self._timers[call_id]  # abandoned meanwhile
                     continue
-                error = timeout_error(call.task.name, call.task.timeout, started, last, now)
-                if error is None:
+                policy = call.task.timeout
+                error = timeout_error(call.task.name, policy, started, last, now)
+                if error is None:  # progress moved its idle deadline: look again then
+                    heapq.heappush(self._deadlines, (next_check(policy, started, last), call_id))
                     continue
                 del self._timers[call_id]
                 del self._running[call_id]
@@ -612,6 +622,8 @@ class WorkerPool:
         finished = []
         with self._lock:
             for _, call_id, status, blob, seconds in outcomes:
+                if self._timers:
+                    self._timers.pop(call_id, None)
                 entry = self._running.pop(call_id, None)
                 if entry is None:
                     worker.unwinding.pop(call_id, None)  # a timed-out call has stopped
