@@ -233,6 +233,8 @@ class ThreadRun:
 
     def scratch(self, slot: bytes) -> Scratch:
         """The answers the call in ``slot`` has to its ``interrupt()`` calls."""
+        if not self.replaying and slot != BODY:
+            return Scratch(self._ns(slot))  # a fresh run's call has no answers yet
         answers = self._answers.setdefault(slot, [])
         if self.replaying and self._give_answer(slot, answers):
             self._answered(slot, answers)
