@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import json
 import os
 import queue
@@ -287,6 +288,10 @@ class Rounds:
         return metrics
 
     def _measure(self, workload: Workload, peer: Peer):
+        # A full collection pending from the previous peer's garbage would land inside
+        # this peer's timing (tens of ms over this harness's heap): collect it first, for
+        # every peer alike. The collector stays on while measuring (as in real use).
+        gc.collect()
         try:
             return self.bench.call(lambda: workload.measure(peer), self.sizes.deadline_s)
         except PeerHung as error:
