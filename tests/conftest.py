@@ -26,6 +26,14 @@ def warm_pool():
     yield executor
 
 
+@pytest.fixture(autouse=True)
+def private_key_file(tmp_path_factory, monkeypatch):
+    """Sign stored values with a key of this test session, never the user's own."""
+    key_file = tmp_path_factory.getbasetemp() / "store.key"
+    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
+    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
+
+
 @pytest.fixture
 def langgraph_func():
     """LangGraph's functional API, for differential tests; skipped when not installed."""

@@ -17,14 +17,6 @@ from paralleltask.stores import MISS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    """Sign stored values with a key of this test session, not the user's."""
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 def record(folder, x):
     """Count executions with files: tasks run in other processes."""
     path = os.path.join(folder, f"{x!r}-{time.monotonic_ns()}")

@@ -50,14 +50,6 @@ def api(request) -> Api:
     return make_api(request.param)
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    """Sign stored values with a key of this test session, not the user's."""
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 @pytest.fixture
 def folder(tmp_path) -> str:
     path = tmp_path / "runs"

@@ -26,14 +26,6 @@ from paralleltask._checkpoint import OUTCOME, call_slot
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    """Sign stored values with a key of this test session, not the user's."""
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 def record(folder, name):
     open(os.path.join(folder, f"{name}-{os.urandom(6).hex()}"), "w").close()
 

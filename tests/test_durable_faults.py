@@ -48,14 +48,6 @@ EXPECTED = [i * i + 1 for i in range(N)]
 _SEQ = struct.Struct(">Q")
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    """Sign stored values with a key of this test session (scripts inherit it)."""
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 def script(name, *args, tag=""):
     """Start ``tests/scripts/<name>`` in a process group of its own (as a terminal's
     foreground job); every process it starts inherits ``PT_TEST_TAG=tag``."""

@@ -19,13 +19,6 @@ N = 8
 KILL_AFTER = 3  # calls whose work is done
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 def ended(folder) -> list[int]:
     return [int(name.split("-")[1]) for name in os.listdir(folder) if name.startswith("end-")]
 

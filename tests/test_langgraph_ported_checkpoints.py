@@ -56,14 +56,6 @@ def api(request) -> Api:
     return make_api(request.param)
 
 
-@pytest.fixture(autouse=True)
-def private_key_file(tmp_path_factory, monkeypatch):
-    """Sign stored values with a key of this test session, not the user's."""
-    key_file = tmp_path_factory.getbasetemp() / "store.key"
-    monkeypatch.setenv("PARALLELTASK_KEY_FILE", str(key_file))
-    monkeypatch.delenv("PARALLELTASK_STORE_KEY", raising=False)
-
-
 def ported(*, durability: bool = False):
     """Run a test on LangGraph and on paralleltask's executors; with ``durability``, once
     per durability mode too (LangGraph's ``durability`` fixture)."""
