@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,7 +36,7 @@ from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
 from .stores.base import MISS, Store
-from .stream import START_TRIGGERS, Sink, StreamSink, formatted, interrupt_dicts, normalize_modes
+from .stream import START_TRIGGERS, Sink, StreamSink, interrupt_dicts, normalize_modes
 from .types import StateSnapshot, TimeoutPolicy
 
 R = TypeVar("R")
@@ -248,9 +247,8 @@ class Entrypoint:
     def _stream_sync(
         self, input, config, context, modes, single, version, durability
     ) -> Iterator[Any]:
-        chunks: queue.SimpleQueue = queue.SimpleQueue()
         info = self._info(config, context, modes)
-        sink = StreamSink(modes, chunks.put)
+        sink = StreamSink(modes)
         run = Run(
             self._executor(),
             info=info,
@@ -266,14 +264,13 @@ class Entrypoint:
             except BaseException as exc:
                 outcome.append(exc)
             finally:
-                chunks.put(None)
+                sink.end()
 
         ctx = contextvars.copy_context()
         thread = threading.Thread(target=ctx.run, args=(body,), name=f"paralleltask-{self.name}")
         thread.start()
         try:
-            for item in _drain(chunks):
-                yield formatted(item, single, version)
+            yield from sink.chunks(single, version)
         except BaseException:  # Ctrl-C, or the consumer stopped iterating
             run.stop()
             raise
@@ -283,19 +280,13 @@ class Entrypoint:
             raise outcome[0]
 
     async def _stream_async(self, input, config, context, modes, single, version, durability):
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue = asyncio.Queue()
-
-        def push(item: Any) -> None:
-            loop.call_soon_threadsafe(chunks.put_nowait, item)
-
-        sink = StreamSink(modes, push)
+        sink = StreamSink(modes, asyncio.get_running_loop())
         info = self._info(config, context, modes)
         body = asyncio.ensure_future(self._execute_async(input, info, sink, durability))
-        body.add_done_callback(lambda _: push(None))
+        body.add_done_callback(lambda _: sink.end())
         try:
-            while (item := await chunks.get()) is not None:
-                yield formatted(item, single, version)
+            async for chunk in sink.achunks(single, version):
+                yield chunk
         finally:
             if not body.done():
                 body.cancel()
@@ -614,21 +605,6 @@ async def _end_failed_async(run: Run, exc: BaseException) -> None:
         except BaseException:
             pass
     run.stop()
-
-
-def _drain(chunks: queue.SimpleQueue) -> Iterator[Any]:
-    """Items until the None that ends them; takes what is queued without blocking first,
-    so a fast producer wakes a slow consumer once per batch, not once per chunk."""
-    while True:
-        item = chunks.get()
-        while item is not None:
-            yield item
-            try:
-                item = chunks.get_nowait()
-            except queue.Empty:
-                break
-        else:
-            return
 
 
 def _entry_started(sink: Sink | None, name: str, input: Any) -> None:

@@ -3,15 +3,21 @@
 A run that streams has a sink. Task calls report to it as they start and finish
 (``updates``, ``debug``, ``tasks`` chunks), code reports custom chunks through
 ``get_stream_writer()``, and the entrypoint reports its own start and end. The parent's
-:class:`StreamSink` queues ``(mode, chunk)`` pairs for the consumer of ``stream()``; in a
-worker, :class:`ForwardingSink` sends them up the worker's pipe while the task runs.
+:class:`StreamSink` queues ``(mode, chunk)`` pairs for the consumer of ``stream()``, which
+the dispatcher wakes once per batch of results it delivers; in a worker,
+:class:`ForwardingSink` sends them up the worker's pipe while the task runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime
+import functools
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 #: Modes paralleltask produces, as LangGraph names them.
@@ -123,15 +129,97 @@ def call_task_id(call: Any) -> str:
 
 
 class StreamSink(Sink):
-    """The parent's sink: hands ``(mode, chunk)`` pairs to ``push`` (a queue's put)."""
+    """The parent's sink: keeps ``(mode, chunk)`` pairs in order for the consumer of
+    ``stream()`` and wakes it when it sleeps, at most once per dispatcher pass.
 
-    def __init__(self, modes: tuple[str, ...], push: Callable[[tuple[str, Any]], None]) -> None:
+    Every thread appends to one deque, so chunks keep the order they were emitted in;
+    only the wake-up is held (see :func:`hold_wakeups`), never a chunk.
+    """
+
+    def __init__(self, modes: tuple[str, ...], loop: asyncio.AbstractEventLoop | None = None):
         super().__init__(modes)
-        self._push = push
+        self._queued: collections.deque = collections.deque()
+        self.waiting = False  # the consumer sleeps until woken
+        if loop is None:
+            self._tokens: queue.SimpleQueue = queue.SimpleQueue()
+            self._wake = functools.partial(self._tokens.put, None)
+        else:
+            self._event = asyncio.Event()
+            self._wake = functools.partial(loop.call_soon_threadsafe, self._event.set)
 
     def emit(self, mode: str, chunk: Any) -> None:
         if mode in self.modes:
-            self._push((mode, chunk))
+            self._queued.append((mode, chunk))
+            if self.waiting:
+                self._signal()
+
+    def end(self) -> None:
+        """The run is over: the consumer stops after the chunks emitted before this."""
+        self._queued.append(_END)
+        if self.waiting:
+            self._signal()
+
+    def _signal(self) -> None:
+        held = getattr(_held, "sinks", None)
+        if held is None:
+            self.wake()
+        elif self not in held:
+            held.append(self)
+
+    def wake(self) -> None:
+        self.waiting = False
+        try:
+            self._wake()
+        except RuntimeError:  # the consumer's event loop is closed: nobody to wake
+            pass
+
+    def chunks(self, single: bool, version: str) -> Iterator[Any]:
+        """The chunks as ``stream()`` yields them, until :meth:`end` (blocking)."""
+        bare = single and version == "v1"
+        queued = self._queued
+        while True:
+            while queued:
+                item = queued.popleft()
+                if item is _END:
+                    return
+                yield item[1] if bare else formatted(item, single, version)
+            self.waiting = True
+            if not queued:
+                self._tokens.get()
+            self.waiting = False
+
+    async def achunks(self, single: bool, version: str) -> AsyncIterator[Any]:
+        """The chunks as ``astream()`` yields them, until :meth:`end`."""
+        bare = single and version == "v1"
+        queued = self._queued
+        while True:
+            while queued:
+                item = queued.popleft()
+                if item is _END:
+                    return
+                yield item[1] if bare else formatted(item, single, version)
+            self.waiting = True
+            if not queued:
+                await self._event.wait()
+                self._event.clear()
+            self.waiting = False
+
+
+#: What :meth:`StreamSink.end` queues.
+_END = object()
+_held = threading.local()
+
+
+def hold_wakeups() -> None:
+    """Until :func:`release_wakeups`, chunks this thread emits wake their consumers only
+    then: a dispatcher pass delivers a batch of results, and a consumer wakes once for it."""
+    _held.sinks = []
+
+
+def release_wakeups() -> None:
+    sinks, _held.sinks = _held.sinks, None
+    for sink in sinks:
+        sink.wake()
 
 
 def formatted(item: tuple[str, Any], single: bool, version: str) -> Any:

@@ -80,6 +80,7 @@ from .._protocol import (
 )
 from .._timeout import next_check, timeout_error
 from ..errors import SerializationError, WorkerCrashedError
+from ..stream import hold_wakeups, release_wakeups
 from ..worker import worker_main
 from . import base
 
@@ -460,10 +461,14 @@ class WorkerPool:
                         selector.close()
                         selector = self._new_selector_locked()
                     wait = self._until_next_deadline_locked()
+                events = selector.select(wait)
+                hold_wakeups()  # a stream's consumer wakes once for this pass's chunks
                 try:
-                    self._handle(selector.select(wait))
+                    self._handle(events)
                 except Exception:  # a bug must not stop the dispatcher: every run would hang
                     traceback.print_exc()
+                finally:
+                    release_wakeups()
         finally:
             selector.close()
 
