@@ -263,7 +263,7 @@ class StreamingOverhead(Workload):
 
     key = "W2s"
 
-    def __init__(self, count: int, repeats: int = 3):
+    def __init__(self, count: int, repeats: int = 7):
         self.calls = [(i,) for i in range(count)]
         self.repeats = repeats
         self.title = f"{count} identity calls streamed (updates) vs invoked"
