@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 
-from paralleltask import entrypoint, task
-from paralleltask.stream import StreamSink, hold_wakeups, release_wakeups
+from paralleltask import entrypoint, stream, task
+from paralleltask.stream import StreamSink, hold_wakeups, release_wakeups, wake_held
 
 
 def _count_wakes(sink: StreamSink) -> list[int]:
@@ -70,10 +70,8 @@ def test_producer_threads_never_lose_a_wake_up():
         assert [i for n, i in seen if n == name] == list(range(per_thread))
 
 
-def test_held_wake_ups_wake_a_sleeping_consumer_once_per_pass():
-    sink = StreamSink(("updates",))
-    wakes = _count_wakes(sink)
-    received: list = []
+def _sleeping_consumer(sink: StreamSink, received: list) -> threading.Thread:
+    """A thread taking the sink's chunks into ``received``, returned once it sleeps."""
 
     def consume() -> None:
         for chunk in sink.chunks(single=True, version="v1"):
@@ -85,22 +83,73 @@ def test_held_wake_ups_wake_a_sleeping_consumer_once_per_pass():
     while not sink.waiting:  # it sets this just before it sleeps
         assert time.monotonic() < deadline
         time.sleep(0.001)
+    return consumer
+
+
+def test_held_wake_ups_wake_a_sleeping_consumer_once_after_the_delay():
+    sink = StreamSink(("updates",))
+    wakes = _count_wakes(sink)
+    received: list = []
+    consumer = _sleeping_consumer(sink, received)
+    passes = 0
+    started = time.monotonic()
+    while True:  # passes of a busy dispatcher delivering chunks, until it must wake
+        hold_wakeups()
+        sink.emit("updates", passes)
+        passes += 1
+        if not release_wakeups():
+            break
+        assert wakes[0] == 0  # held, though it sleeps: at most WAKE_DELAY
+        time.sleep(stream.WAKE_DELAY / 4)
+    assert time.monotonic() - started >= stream.WAKE_DELAY
+    assert passes > 1
+    assert wakes[0] == 1
+    assert not release_wakeups()  # nothing held any more
+    sink.end()
+    consumer.join(5)
+    assert received == list(range(passes))
+
+
+def test_an_idle_dispatcher_wakes_held_consumers_at_once():
+    sink = StreamSink(("updates",))
+    wakes = _count_wakes(sink)
+    received: list = []
+    consumer = _sleeping_consumer(sink, received)
     hold_wakeups()
-    try:
-        for i in range(100):
-            sink.emit("updates", i)
-        assert wakes[0] == 0  # held until the pass ends
-    finally:
-        release_wakeups()
+    sink.emit("updates", 1)
+    assert release_wakeups()  # held: the dispatcher has more to read
+    wake_held()  # it has not: nothing must wait for the delay
     assert wakes[0] == 1
     sink.end()
     consumer.join(5)
-    assert received == list(range(100))
+    assert received == [1]
+
+
+def test_another_thread_wakes_a_held_consumer_at_once_and_it_takes_every_chunk():
+    """The body's last chunk (its own thread) must not wait behind the dispatcher's hold,
+    nor overtake the chunks the dispatcher emitted before it."""
+    sink = StreamSink(("updates",))
+    received: list = []
+    consumer = _sleeping_consumer(sink, received)
+    hold_wakeups()
+    sink.emit("updates", "task")
+    assert release_wakeups()  # held
+    other = threading.Thread(target=sink.emit, args=("updates", "entrypoint"))
+    other.start()
+    other.join()
+    deadline = time.monotonic() + 5
+    while len(received) < 2:
+        assert time.monotonic() < deadline, "the consumer was not woken"
+        time.sleep(0.0005)
+    assert received == ["task", "entrypoint"]
+    sink.end()
+    consumer.join(5)
+    wake_held()  # the dispatcher's held wake-up: harmless once the consumer is awake
 
 
 def test_the_dispatcher_wakes_a_streams_consumer_only_at_the_end_of_a_pass():
     """Through the process pool, in sync and async streams: every wake-up the dispatcher
-    gives comes from ``release_wakeups`` (once per pass), none from a chunk it delivers."""
+    gives comes at the end of a pass (``wake_held``), none from a chunk it delivers."""
     wakers: list[str] = []
     original = StreamSink.wake
 
@@ -132,7 +181,7 @@ def test_the_dispatcher_wakes_a_streams_consumer_only_at_the_end_of_a_pass():
     assert sorted(c["_identity"] for c in achunks[:-1]) == list(range(500))
     assert achunks[-1] == {"ajob": list(range(500))}
     assert wakers, "the consumer never slept: the test proves nothing"
-    assert set(wakers) <= {"release_wakeups", "_signal"}
+    assert set(wakers) <= {"wake_held", "_signal"}
     # "_signal" wakes come only from outside a pass: the body's last chunks and the end
     assert wakers.count("_signal") <= 6  # at most 3 a stream
 

@@ -80,7 +80,7 @@ from .._protocol import (
 )
 from .._timeout import next_check, timeout_error
 from ..errors import SerializationError, WorkerCrashedError
-from ..stream import hold_wakeups, release_wakeups
+from ..stream import hold_wakeups, release_wakeups, wake_held
 from ..worker import worker_main
 from . import base
 
@@ -451,6 +451,7 @@ class WorkerPool:
         # wait (as multiprocessing.connection.wait does) costs more than a message.
         selector = selectors.DefaultSelector()
         generation = None
+        holding = False  # stream consumers to wake before the dispatcher waits
         try:
             while True:
                 with self._lock:
@@ -461,14 +462,18 @@ class WorkerPool:
                         selector.close()
                         selector = self._new_selector_locked()
                     wait = self._until_next_deadline_locked()
-                events = selector.select(wait)
-                hold_wakeups()  # a stream's consumer wakes once for this pass's chunks
+                events = selector.select(0) if holding else None
+                if not events:
+                    if holding:
+                        wake_held()  # nothing more to deliver now: no chunk waits on us
+                    events = selector.select(wait)
+                hold_wakeups()  # a stream's consumer wakes once for many chunks
                 try:
                     self._handle(events)
                 except Exception:  # a bug must not stop the dispatcher: every run would hang
                     traceback.print_exc()
                 finally:
-                    release_wakeups()
+                    holding = release_wakeups()
         finally:
             selector.close()
 
