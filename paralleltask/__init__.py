@@ -10,7 +10,7 @@ from ._interrupt import interrupt
 from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
 from .errors import SerializationError, TaskError, TaskTimeoutError, WorkerCrashedError
-from .executors import Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
+from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from .stores import LMDBStore, MemoryStore
 from .task import TaskFunction, task
 from .types import (
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CachePolicy",
     "Command",
+    "DaskExecutor",
     "Entrypoint",
     "Executor",
     "InlineExecutor",

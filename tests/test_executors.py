@@ -41,6 +41,14 @@ def test_handles_with_same_settings_share_one_pool():
     assert ProcessExecutor(max_workers=1)._key != first._key
 
 
+def test_a_later_change_to_the_environment_does_not_make_a_second_pool(monkeypatch):
+    """Dask's LocalCluster sets OMP_NUM_THREADS & co. in the parent: handles made after
+    that must still find the pool the handles made before it use."""
+    pool = ProcessExecutor()._pool()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert ProcessExecutor()._pool() is pool
+
+
 def test_default_pool_is_reused_across_invokes():
     pids = {facts_on(None)[0] for _ in range(20)}
     assert len(pids) <= ProcessExecutor().max_workers

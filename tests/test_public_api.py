@@ -5,6 +5,7 @@ import paralleltask
 PUBLIC = {
     "CachePolicy",
     "Command",
+    "DaskExecutor",
     "Entrypoint",
     "Executor",
     "InlineExecutor",
@@ -46,10 +47,13 @@ def test_version_is_set():
     assert paralleltask.__version__.count(".") == 2
 
 
-def test_importing_does_not_import_langgraph():
+def test_importing_imports_neither_langgraph_nor_dask():
     import subprocess
     import sys
 
-    code = "import sys, paralleltask; print('langgraph' in sys.modules)"
+    code = (
+        "import sys, paralleltask; "
+        "print([m for m in ('langgraph', 'distributed', 'dask') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"

@@ -655,7 +655,7 @@ class WorkerPool:
         for call, status, blob in finished:
             if status == OK:
                 call.pickled_result = blob  # cache and checkpoint store these bytes as they are
-            call.deliver(*_decode_outcome(call, status, blob))
+            call.deliver(*decode_outcome(call, status, blob))
 
     def _on_worker_exit(self, worker: _WorkerHandle) -> None:
         self._receive_all(worker)  # outcomes it sent before dying still count
@@ -747,7 +747,9 @@ def _reap(workers: list[_WorkerHandle]) -> None:
         worker.conn.close()
 
 
-def _decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
+def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
+    """A worker's ``(status, blob)`` as ``deliver`` takes it: ``(True, value)`` or
+    ``(False, exception)``, with a SerializationError where the bytes will not load."""
     name = call.task.name
     if status == OK:
         try:

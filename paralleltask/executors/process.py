@@ -61,7 +61,10 @@ class ProcessExecutor(Executor):
         self.max_workers: int = max_workers or loky.cpu_count()
         self.initializer = initializer
         self.initargs = tuple(initargs)
-        self.env = worker_environment(env)
+        self.env = dict(env or {})
+        # The key holds what the caller chose, not the environment it completes: a
+        # library that sets OMP_NUM_THREADS later (Dask's LocalCluster does) must not
+        # give ProcessExecutor() a second pool.
         key: Any = (self.max_workers, initializer, self.initargs, tuple(sorted(self.env.items())))
         try:
             hash(key)
@@ -81,7 +84,8 @@ class ProcessExecutor(Executor):
             with _pools_lock:
                 pool = _pools.get(self._key)
                 if pool is None or pool.closing:
-                    pool = WorkerPool(self.max_workers, self.initializer, self.initargs, self.env)
+                    env = worker_environment(self.env)
+                    pool = WorkerPool(self.max_workers, self.initializer, self.initargs, env)
                     _pools[self._key] = pool
             self._pool_ref = pool
         return pool
@@ -93,7 +97,7 @@ class ProcessExecutor(Executor):
         return self
 
     def submit(self, call: CallItem) -> None:
-        _check_picklable(call)  # here, so a failure is the caller's, never the pool's
+        check_picklable(call)  # here, so a failure is the caller's, never the pool's
         self._pool().submit(call)
 
     def cancel(self, call: CallItem) -> None:
@@ -122,7 +126,7 @@ class ProcessExecutor(Executor):
         return f"ProcessExecutor(max_workers={self.max_workers})"
 
 
-def _check_picklable(call: CallItem) -> None:
+def check_picklable(call: CallItem) -> None:
     """Pickle (once, cached) the task's function and the run's info, or raise
     :class:`SerializationError` at the call site."""
     task = call.task
