@@ -7,6 +7,7 @@ import importlib
 import inspect
 import itertools
 import sys
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -97,12 +98,14 @@ class TaskFunction(Generic[P, T]):
         location = _importable_location(self)
         if location is not None:
             return _import_task, location
+        func = self.func
         return _rebuild_task, (
             self.func,
             self.name,
             self.retry_policies,
             self.cache_policy,
             self.timeout,
+            func.__code__.co_filename if isinstance(func, types.FunctionType) else None,
         )
 
     def __repr__(self) -> str:
@@ -116,10 +119,25 @@ def _import_task(module_name: str, qualname: str) -> TaskFunction:
     return obj
 
 
-def _rebuild_task(func, name, retry_policies, cache_policy, timeout=None) -> TaskFunction:
+def _rebuild_task(
+    func, name, retry_policies, cache_policy, timeout=None, filename=None
+) -> TaskFunction:
+    if filename is not None and func.__code__.co_filename != filename:
+        # cloudpickle (3.1.3 on) sends code by value as "<dynamic-code>": give it back its
+        # file, so a worker's traceback shows the task's source lines.
+        func.__code__ = _with_filename(func.__code__, filename)
     return TaskFunction(
         func, name=name, retry_policies=retry_policies, cache_policy=cache_policy, timeout=timeout
     )
+
+
+def _with_filename(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` and the code nested in it (inner functions, comprehensions) from ``filename``."""
+    consts = tuple(
+        _with_filename(const, filename) if isinstance(const, types.CodeType) else const
+        for const in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def _importable_location(task: TaskFunction) -> tuple[str, str] | None:

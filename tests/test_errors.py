@@ -80,6 +80,27 @@ def test_worker_traceback_is_in_the_formatted_chain():
     assert "Traceback in the worker" in text or "direct cause" in text  # 3.11+ / 3.10
 
 
+def test_a_task_sent_by_value_keeps_its_source_lines_in_the_worker_traceback():
+    """A task cloudpickle sends by value (defined in a function, in ``__main__``): since
+    cloudpickle 3.1.3 its code arrives as "<dynamic-code>"; the worker's traceback must
+    still name its file and show its lines."""
+
+    @task
+    def local_failure(x: int) -> None:
+        values = [x for _ in range(1)]
+        raise LookupError(f"nothing at {values}")
+
+    @entrypoint()
+    def job(x: int) -> None:
+        return local_failure(x).result()
+
+    with pytest.raises(LookupError) as info:
+        job.invoke(3)
+    text = "".join(traceback.format_exception(info.value))
+    assert __file__ in text and 'raise LookupError(f"nothing at {values}")' in text
+    assert "<dynamic-code>" not in text
+
+
 @pytest.mark.parametrize(
     "kind, expected", [("key", KeyError), ("os", FileNotFoundError), ("value", ValueError)]
 )
