@@ -142,6 +142,7 @@ class StreamSink(Sink):
         super().__init__(modes)
         self._queued: collections.deque = collections.deque()
         self.waiting = False  # the consumer sleeps until woken
+        self.ended = False  # the consumer has taken the end marker
         if loop is None:
             self._tokens: queue.SimpleQueue = queue.SimpleQueue()
             self._wake = functools.partial(self._tokens.put, None)
@@ -179,34 +180,38 @@ class StreamSink(Sink):
 
     def chunks(self, single: bool, version: str) -> Iterator[Any]:
         """The chunks as ``stream()`` yields them, until :meth:`end` (blocking)."""
-        bare = single and version == "v1"
-        queued = self._queued
         while True:
-            while queued:
-                item = queued.popleft()
-                if item is _END:
-                    return
-                yield item[1] if bare else formatted(item, single, version)
+            yield from self._taken(single, version)
+            if self.ended:
+                return
             self.waiting = True
-            if not queued:
+            if not self._queued:
                 self._tokens.get()
             self.waiting = False
 
     async def achunks(self, single: bool, version: str) -> AsyncIterator[Any]:
         """The chunks as ``astream()`` yields them, until :meth:`end`."""
-        bare = single and version == "v1"
-        queued = self._queued
         while True:
-            while queued:
-                item = queued.popleft()
-                if item is _END:
-                    return
-                yield item[1] if bare else formatted(item, single, version)
+            for chunk in self._taken(single, version):
+                yield chunk
+            if self.ended:
+                return
             self.waiting = True
-            if not queued:
+            if not self._queued:
                 await self._event.wait()
                 self._event.clear()
             self.waiting = False
+
+    def _taken(self, single: bool, version: str) -> Iterator[Any]:
+        """The chunks queued so far, shaped for the caller; stops at the end marker."""
+        bare = single and version == "v1"
+        queued = self._queued
+        while queued:
+            item = queued.popleft()
+            if item is _END:
+                self.ended = True
+                return
+            yield item[1] if bare else formatted(item, single, version)
 
 
 #: What :meth:`StreamSink.end` queues.
