@@ -4,6 +4,7 @@ same results, errors, retries, streams, cache and checkpoints as on the process 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import time
 from pathlib import Path
@@ -335,3 +336,31 @@ def test_an_address_connects_a_client_of_its_own_and_shutdown_closes_it(cluster)
 def test_bad_arguments_are_refused_clearly(argument, error, message):
     with pytest.raises(error, match=message):
         DaskExecutor(argument)
+
+
+def test_shutdown_without_waiting_cancels_what_dask_still_holds(client, tmp_path):
+    executor = DaskExecutor(client)
+
+    @task
+    def hold(folder: str, name: str, seconds: float) -> str:
+        time.sleep(seconds)
+        _mark(folder, name)
+        return name
+
+    @entrypoint(executor=executor)
+    def job(folder: str) -> list[str]:
+        futures = [hold(folder, f"busy-{i}", 0.5) for i in range(2)]
+        futures.append(hold(folder, "queued", 0.0))
+        executor.shutdown(wait=False)
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=10))
+            except concurrent.futures.CancelledError:
+                outcomes.append("cancelled")
+        return outcomes
+
+    assert job.invoke(str(tmp_path)) == ["cancelled"] * 3
+    time.sleep(0.8)  # the busy calls run on in Dask (it cannot stop them); the queued never
+    assert "queued" not in _marks(tmp_path)
+    assert client.status == "running"  # the client was passed in: it stays the caller's
