@@ -33,8 +33,8 @@ REFUSED_MODES = {
 WORKER_MODES = frozenset({"custom", "updates", "debug", "tasks"})
 TASK_MODES = frozenset({"debug", "tasks"})
 
-#: modes -> (frozenset of them, wants custom chunks, wants task events)
-_FLAGS: dict[Any, tuple[frozenset[str], bool, bool]] = {}
+#: modes -> (frozenset of them, wants custom chunks, wants updates, wants task events)
+_FLAGS: dict[Any, tuple[frozenset[str], bool, bool, bool]] = {}
 
 PUSH_TRIGGERS = ("__pregel_push",)
 START_TRIGGERS = ("__start__",)
@@ -67,8 +67,9 @@ class Sink:
         flags = _FLAGS.get(modes)
         if flags is None:
             frozen = frozenset(modes)
-            flags = _FLAGS[modes] = (frozen, "custom" in frozen, bool(frozen & TASK_MODES))
-        self.modes, self.wants_custom, self._wants_tasks = flags
+            wants_tasks = bool(frozen & TASK_MODES)
+            flags = _FLAGS[modes] = (frozen, "custom" in frozen, "updates" in frozen, wants_tasks)
+        self.modes, self.wants_custom, self._wants_updates, self._wants_tasks = flags
         self.step = 0  # of task events in debug chunks: a checkpointed run's own step
 
     def emit(self, mode: str, chunk: Any) -> None:
@@ -110,7 +111,7 @@ class Sink:
 
     def call_finished(self, call: Any, ok: bool, value: Any) -> None:
         """A task call ended: its ``updates`` chunk and its ``task_result``."""
-        if ok and "updates" in self.modes:
+        if ok and self._wants_updates:
             self.emit("updates", {call.task.name: value})
         if self._wants_tasks:
             result = {"__return__": value} if ok else {}
@@ -142,6 +143,7 @@ class StreamSink(Sink):
         super().__init__(modes)
         self._queued: collections.deque = collections.deque()
         self.waiting = False  # the consumer sleeps until woken
+        self._ending = False  # the end marker is queued (or about to be)
         self.ended = False  # the consumer has taken the end marker
         if loop is None:
             self._tokens: queue.SimpleQueue = queue.SimpleQueue()
@@ -158,6 +160,7 @@ class StreamSink(Sink):
 
     def end(self) -> None:
         """The run is over: the consumer stops after the chunks emitted before this."""
+        self._ending = True  # before the marker: a consumer that takes it sees the flag
         self._queued.append(_END)
         if self.waiting:
             self._signal()
@@ -202,16 +205,23 @@ class StreamSink(Sink):
                 self._event.clear()
             self.waiting = False
 
-    def _taken(self, single: bool, version: str) -> Iterator[Any]:
-        """The chunks queued so far, shaped for the caller; stops at the end marker."""
-        bare = single and version == "v1"
+    def _taken(self, single: bool, version: str) -> list[Any]:
+        """The chunks queued so far, shaped for the caller, up to the end marker.
+
+        Taken as one batch: the consumer yields from a list, not from a generator
+        resumed once per chunk (a chunk per task call is on W2's hot path).
+        """
         queued = self._queued
-        while queued:
-            item = queued.popleft()
-            if item is _END:
-                self.ended = True
-                return
-            yield item[1] if bare else formatted(item, single, version)
+        items = [queued.popleft() for _ in range(len(queued))]  # only we pop
+        if self._ending:
+            for index, item in enumerate(items):
+                if item is _END:
+                    del items[index:]
+                    self.ended = True
+                    break
+        if single and version == "v1":
+            return [item[1] for item in items]
+        return [formatted(item, single, version) for item in items]
 
 
 #: What :meth:`StreamSink.end` queues.

@@ -33,6 +33,14 @@ def test_chunks_arrive_in_emit_order_then_end():
     assert list(sink.chunks(single=False, version="v1")) == [("updates", {"a": 1}), ("custom", "x")]
 
 
+def test_a_chunk_emitted_after_the_end_is_not_yielded():
+    sink = StreamSink(("custom",))
+    sink.emit("custom", "before")
+    sink.end()
+    sink.emit("custom", "late")  # a stopped call's event, after the run ended
+    assert list(sink.chunks(single=True, version="v1")) == ["before"]
+
+
 def test_single_mode_v1_chunks_are_bare_and_v2_chunks_are_dicts():
     bare, tagged = StreamSink(("updates",)), StreamSink(("updates",))
     for sink in (bare, tagged):
