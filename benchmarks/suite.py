@@ -18,6 +18,7 @@ from statistics import median
 from time import perf_counter
 
 from benchmarks import workloads
+from benchmarks.ceiling import static_split
 from benchmarks.peers import CPU_COUNT, Peer, expected_fresh_process_output
 
 Metrics = dict[str, float]
@@ -118,11 +119,25 @@ class Workload:
 
 
 class BatchSpeedup(Workload):
-    """Many calls submitted at once, all collected: wall time, speed-up vs serial."""
+    """Many calls submitted at once, all collected: wall time, speed-up vs serial.
 
-    def __init__(self, key: str, title: str, func: Callable, calls: list, bar: Bar | None = None):
+    With ``ceiling``, each round also times the calls split evenly over bare processes
+    (``benchmarks/ceiling.py``), right after the serial peer: the speed-up this machine
+    allows at all, reported under the table.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        func: Callable,
+        calls: list,
+        bar: Bar | None = None,
+        ceiling: bool = False,
+    ):
         self.key, self.title = key, title
         self.func, self.calls = func, calls
+        self.ceiling = ceiling
         self.expected = None
         self.columns = (
             speedup_vs("serial", "speed-up vs serial", headline=f"{key} speed-up", bar=bar),
@@ -135,7 +150,24 @@ class BatchSpeedup(Workload):
     def measure(self, peer):
         seconds, results = timed(peer.run_all, self.func, self.calls)
         check_equal(results, self.expected, self.key)
-        return {"seconds": seconds}
+        metrics = {"seconds": seconds}
+        if self.ceiling and peer.name == "serial":
+            split_seconds, results = static_split(self.func, self.calls, CPU_COUNT)
+            check_equal(results, self.expected, f"{self.key} static split")
+            metrics["ceiling"] = seconds / split_seconds
+        return metrics
+
+    def note(self, medians):
+        ceiling = medians.get("serial", {}).get("ceiling")
+        if ceiling is None:
+            return ""
+        share = len(self.calls) // CPU_COUNT
+        return (
+            f"Machine ceiling: {CPU_COUNT} bare processes, started beforehand and each "
+            f"handed {share} of the {len(self.calls)} calls before the clock starts, reach "
+            f"{ceiling:.2f}x serial (median over rounds, timed right after serial): no "
+            "pool can do better on this machine in this run."
+        )
 
 
 class MapReduceSpeedup(BatchSpeedup):
