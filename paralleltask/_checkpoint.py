@@ -74,6 +74,38 @@ def check_durability(durability: str | None) -> str:
     return durability
 
 
+#: Config keys LangGraph leaves out of a checkpoint's metadata.
+_UNRECORDED_KEYS = frozenset(
+    {
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "checkpoint_map",
+        "langgraph_step",
+        "langgraph_node",
+        "langgraph_triggers",
+        "langgraph_path",
+        "langgraph_checkpoint_ns",
+    }
+)
+
+
+def config_metadata(config: dict | None) -> dict:
+    """What a run's config adds to its checkpoints' metadata, by LangGraph's rules: the
+    config's ``metadata``, then its ``configurable``, scalar values only (the first of a
+    key wins), none of LangGraph's own keys nor those starting with ``__``."""
+    recorded: dict = {}
+    for source in ((config or {}).get("metadata"), (config or {}).get("configurable")):
+        for key, value in (source or {}).items():
+            if key in recorded or key in _UNRECORDED_KEYS or key.startswith("__"):
+                continue
+            if isinstance(value, str):
+                recorded[key] = value.replace("\u0000", "")
+            elif isinstance(value, (int, bool, float)):
+                recorded[key] = value
+    return recorded
+
+
 def new_checkpoint_id(seq: int) -> str:
     """A UUID-shaped id that sorts as the checkpoint's ``seq`` and names it uniquely."""
     return str(uuid.UUID(int=(seq << 80) | secrets.randbits(80)))
@@ -119,10 +151,17 @@ class ThreadRun:
     answers replayed calls, and writes results, interrupts and checkpoints."""
 
     def __init__(
-        self, store: Store, thread_id: str, name: str, durability: str, sink: Sink | None
+        self,
+        store: Store,
+        thread_id: str,
+        name: str,
+        durability: str,
+        sink: Sink | None,
+        metadata: dict | None = None,
     ) -> None:
         self.store = store
         self.thread_id = thread_id
+        self.metadata = metadata or {}  # from the run's config, on each record it adds
         self.name = name
         self.durability = durability
         self.sink = sink
@@ -170,6 +209,7 @@ class ThreadRun:
             self.thread_id,
             latest,
             source="input",
+            metadata=self.metadata,
             step=latest["step"] + 1 if latest else -1,
             values=latest["values"] if latest else None,
             previous=latest["previous"] if latest else None,
@@ -327,6 +367,7 @@ class ThreadRun:
             self.thread_id,
             self.record,
             source="loop",
+            metadata=self.metadata,
             step=self.record["step"] + 1,
             values=value,
             previous=save,
@@ -422,19 +463,23 @@ def checkpoint_payload(record: dict, name: str, interrupts: tuple = ()) -> dict:
 
 
 def _metadata(record: dict) -> dict:
-    return {"source": record["source"], "step": record["step"], "parents": {}}
+    metadata = {"source": record["source"], "step": record["step"], "parents": {}}
+    for key, value in record.get("metadata", {}).items():  # none in older records
+        metadata.setdefault(key, value)
+    return metadata
 
 
 # -- reading a thread's state (get_state & co.) ----------------------------------------
 
 
-def update(store: Store, thread_id: str, values: Any) -> dict:
+def update(store: Store, thread_id: str, values: Any, metadata: dict) -> dict:
     """``update_state``: a new record holding ``values`` (and them as ``previous``)."""
     latest = store.checkpoint_get(thread_id)
     record = _record(
         thread_id,
         latest,
         source="update",
+        metadata=metadata,
         step=latest["step"] + 1 if latest else 0,
         values=values,
         previous=values,

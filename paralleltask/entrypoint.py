@@ -19,6 +19,7 @@ from ._checkpoint import (
     Start,
     ThreadRun,
     check_durability,
+    config_metadata,
     seq_of,
     snapshot,
     snapshot_of,
@@ -404,7 +405,8 @@ class Entrypoint:
                 "paralleltask resumes a thread from its latest checkpoint; leave "
                 "checkpoint_id out of the config"
             )
-        return ThreadRun(self.checkpointer, thread_id, self.name, durability, sink)
+        metadata = config_metadata(config)
+        return ThreadRun(self.checkpointer, thread_id, self.name, durability, sink, metadata)
 
     def _begin(self, run: Run, input: Any) -> Start:
         """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""
@@ -433,8 +435,9 @@ class Entrypoint:
             by_body = tuple(i for i in exc.interrupts if i.id not in from_calls)
             interrupts = run.thread.paused(by_body)
         if run.sink is not None:
-            run.sink.emit("updates", {"__interrupt__": tuple(interrupts)})
-            run.sink.emit("values", {"__interrupt__": tuple(interrupts)})
+            paused = {"__interrupt__": tuple(interrupts)}  # one dict, as LangGraph's
+            run.sink.emit("updates", paused)
+            run.sink.emit("values", paused)
             pauses = interrupt_dicts(interrupts)
             run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, None, {}, pauses)
         self._flush_cache()
@@ -563,7 +566,8 @@ class Entrypoint:
         self, config: dict[str, Any], values: Any, as_node: str | None = None
     ) -> dict[str, Any]:
         """Make ``values`` the thread's state, and the next run's ``previous``."""
-        return update(self._checkpoints(), thread_id_of(config, reading=True), values)
+        thread_id = thread_id_of(config, reading=True)
+        return update(self._checkpoints(), thread_id, values, config_metadata(config))
 
     async def aupdate_state(
         self, config: dict[str, Any], values: Any, as_node: str | None = None
@@ -653,10 +657,46 @@ def _check_version(version: str) -> None:
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
 
 
+#: A RunnableConfig's own keys; LangGraph moves any other top-level key into
+#: ``configurable`` (so ``{"thread_id": ...}`` at the top level names the thread).
+CONFIG_KEYS = frozenset(
+    {
+        "tags",
+        "metadata",
+        "callbacks",
+        "run_name",
+        "max_concurrency",
+        "recursion_limit",
+        "configurable",
+        "run_id",
+    }
+)
+
+#: ``configurable`` keys LangGraph copies into the run's ``metadata``.
+PROPAGATED_TO_METADATA = (
+    "thread_id",
+    "checkpoint_ns",
+    "checkpoint_id",
+    "task_id",
+    "run_id",
+    "graph_id",
+    "assistant_id",
+)
+
+
 def _run_config(config: dict[str, Any] | None, name: str) -> dict[str, Any]:
     """The config a run's code sees: the caller's, with LangGraph's keys present."""
-    merged = dict(config or {})
+    config = config or {}
+    merged = {key: value for key, value in config.items() if key in CONFIG_KEYS}
     merged["configurable"] = dict(merged.get("configurable") or {})
-    merged["metadata"] = {**(merged.get("metadata") or {}), "langgraph_node": name}
+    for key, value in config.items():
+        if key not in CONFIG_KEYS and value is not None:
+            merged["configurable"][key] = value
+    metadata = dict(merged.get("metadata") or {})
+    for key in PROPAGATED_TO_METADATA:  # as LangGraph's ensure_config copies them
+        value = merged["configurable"].get(key)
+        if value and key not in metadata:
+            metadata[key] = value
+    merged["metadata"] = {**metadata, "langgraph_node": name}
     merged.setdefault("callbacks", None)
     return merged

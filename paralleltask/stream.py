@@ -21,6 +21,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from .errors import GraphInterrupt
+
 #: Modes paralleltask produces, as LangGraph names them.
 SUPPORTED_MODES = ("values", "updates", "custom", "debug", "tasks", "checkpoints")
 #: LangGraph modes with nothing to produce here, refused rather than silently empty.
@@ -113,7 +115,8 @@ class Sink:
         """A task call ended: its ``updates`` chunk and its ``task_result``."""
         if ok and self._wants_updates:
             self.emit("updates", {call.task.name: value})
-        if self._wants_tasks:
+        if self._wants_tasks and (ok or not isinstance(value, GraphInterrupt)):
+            # (an interrupted task has no result yet: LangGraph streams none)
             result = {"__return__": value} if ok else {}
             self.task_finished(call_task_id(call), call.task.name, None if ok else value, result)
 
@@ -277,6 +280,9 @@ def formatted(item: tuple[str, Any], single: bool, version: str) -> Any:
     mode, chunk = item
     if version == "v2":
         if mode == "values":
-            return {"type": mode, "ns": (), "data": chunk, "interrupts": ()}
+            # LangGraph pops the interrupts into their own field, from the very dict that
+            # the "updates" chunk holds too (which a list of the chunks then shows empty).
+            interrupts = chunk.pop("__interrupt__", ()) if isinstance(chunk, dict) else ()
+            return {"type": mode, "ns": (), "data": chunk, "interrupts": interrupts}
         return {"type": mode, "ns": (), "data": chunk}
     return chunk if single else item

@@ -649,6 +649,29 @@ def test_state_history_limit(api, folder):
     assert len(list(main.get_state_history(thread(), limit=100))) == 7
 
 
+def test_checkpoint_metadata_takes_the_configs_scalar_metadata_and_configurable(api, folder):
+    main = two_step_program(api, folder)
+    configurable = {"thread_id": "t", "user": "u1", "shard": 3, "tags": [1], "__hidden": 1}
+    config = {"configurable": configurable, "metadata": {"m": 1.5, "user": "from-metadata"}}
+    main.invoke(1, config)
+    extra = {"m": 1.5, "user": "from-metadata", "shard": 3}  # metadata's wins; no list
+    assert main.get_state(thread()).metadata == {**metadata("loop", 0), **extra}
+    assert [s.metadata for s in main.get_state_history(thread(), filter={"shard": 3})] == [
+        {**metadata("loop", 0), **extra},
+        {**metadata("input", -1), **extra},
+    ]
+    main.update_state({"configurable": {"thread_id": "t", "who": "admin"}}, {"x": 1})
+    assert main.get_state(thread()).metadata == {**metadata("update", 1), "who": "admin"}
+    assert list(main.get_state_history(thread(), filter={"user": "nobody"})) == []
+
+
+def test_a_thread_id_at_the_top_level_of_the_config_names_the_thread(api, folder):
+    main = two_step_program(api, folder)
+    assert main.invoke(1, {"thread_id": "top"}) == {"r": 200, "prev": None}
+    assert main.invoke(2, {"thread_id": "top"}) == {"r": 300, "prev": {"r": 200, "prev": None}}
+    assert main.get_state(thread("top")).values == {"r": 300, "prev": {"r": 200, "prev": None}}
+
+
 def test_update_state_sets_values_and_the_next_runs_previous(api, folder):
     main = two_step_program(api, folder)
     main.invoke(1, thread())
@@ -904,6 +927,28 @@ def test_streaming_an_interrupt_in_values_mode(api, folder):
     ]
 
 
+@pytest.mark.parametrize("modes", [["values"], ["updates", "values"], ["updates"]])
+def test_streaming_an_interrupt_in_v2(api, folder, modes):
+    main = interrupting_program(api, folder)
+    chunks = list(main.stream(1, thread(), stream_mode=modes, version="v2"))
+    pending = main.get_state(thread()).interrupts
+    expected = {
+        # The interrupts move to their own field of the values chunk, popped from the
+        # dict the updates chunk holds too (surprising: that one then shows {}).
+        ("values",): [{"type": "values", "ns": (), "data": {}, "interrupts": pending}],
+        ("updates", "values"): [
+            {"type": "updates", "ns": (), "data": {"inc": 2}},
+            {"type": "updates", "ns": (), "data": {}},
+            {"type": "values", "ns": (), "data": {}, "interrupts": pending},
+        ],
+        ("updates",): [
+            {"type": "updates", "ns": (), "data": {"inc": 2}},
+            {"type": "updates", "ns": (), "data": {"__interrupt__": pending}},
+        ],
+    }
+    assert chunks == expected[tuple(modes)]
+
+
 def test_streaming_an_interrupt_inside_a_task(api, folder):
     inc_ = api.shared(inc)
     ask = ask_task(api, folder)
@@ -928,6 +973,35 @@ def test_streaming_an_interrupt_inside_a_task(api, folder):
         ("values", [2, "2:Q", 11]),
     ]
     assert counts(folder) == {"answered": 1, "ask": 2, "inc": 2}
+
+
+@pytest.mark.parametrize("mode", ["tasks", "debug"])
+def test_an_interrupted_task_streams_no_task_result(api, folder, mode):
+    ask = ask_task(api, folder)
+
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(x):
+        return ask(x).result()
+
+    def events(chunks: list) -> list:
+        if mode == "debug":  # its task events; checkpoints aside
+            payloads = [
+                c[1]["payload"] for c in chunks if c[0] == mode and "name" in c[1]["payload"]
+            ]
+        else:
+            payloads = [c[1] for c in chunks if c[0] == mode]
+        return [(p["name"], "error" in p, len(p.get("interrupts", ()))) for p in payloads]
+
+    # The task's start, the entrypoint's end with the interrupt: no result for the task.
+    chunks = list(main.stream(1, thread(), stream_mode=[mode, "updates"]))
+    assert events(chunks) == [("main", False, 0), ("ask", False, 0), ("main", True, 1)]
+    chunks = list(main.stream(api.Command(resume="Q"), thread(), stream_mode=[mode, "updates"]))
+    assert events(chunks) == [
+        ("main", False, 0),
+        ("ask", False, 0),
+        ("ask", True, 0),
+        ("main", True, 0),
+    ]
 
 
 def test_async_entrypoint_interrupt_and_resume(api, folder):

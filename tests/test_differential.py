@@ -284,8 +284,13 @@ def test_injected_config_carries_the_callers_keys(api):
         assert config["configurable"]["user_id"] == "u-1"
         assert config["configurable"]["thread_id"] == "t-1"
         assert config["metadata"]["source"] == "test"
+        assert config["metadata"]["thread_id"] == "t-1"  # copied there, as LangGraph
         assert config["tags"] == ["a", "b"]
     assert isinstance(main.invoke(0)["configurable"], dict)
+    moved = main.invoke(0, {"user_id": "u-2", "tags": ["c"]})  # not a config key
+    assert moved["configurable"]["user_id"] == "u-2"
+    assert "user_id" not in moved
+    assert moved["tags"] == ["c"]
 
 
 # -- refusals: the same exception type and message as LangGraph ------------------------
