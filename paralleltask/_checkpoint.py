@@ -472,20 +472,33 @@ def _metadata(record: dict) -> dict:
 # -- reading a thread's state (get_state & co.) ----------------------------------------
 
 
-def update(store: Store, thread_id: str, values: Any, metadata: dict) -> dict:
-    """``update_state``: a new record holding ``values`` (and them as ``previous``)."""
+def update(
+    store: Store, thread_id: str, values: Any, metadata: dict, checkpoint_id: str | None = None
+) -> dict:
+    """``update_state``: a new record holding ``values`` (and them as ``previous``),
+    the thread's latest. From an older ``checkpoint_id`` it forks, as LangGraph: that
+    checkpoint is its parent and gives its step; the history keeps both branches."""
     latest = store.checkpoint_get(thread_id)
+    base = latest
+    if checkpoint_id and (latest is None or checkpoint_id != latest["checkpoint_id"]):
+        base = store.checkpoint_get(thread_id, seq_of(checkpoint_id))
+        if base is None or base["checkpoint_id"] != checkpoint_id:
+            raise ValueError(
+                f"update_state: thread {thread_id!r} has no checkpoint {checkpoint_id!r}"
+            )
     record = _record(
         thread_id,
         latest,
         source="update",
         metadata=metadata,
-        step=latest["step"] + 1 if latest else 0,
+        step=base["step"] + 1 if base else 0,
         values=values,
         previous=values,
         next=(),
         input=None,
     )
+    if base is not latest:
+        record["parent_id"] = base["checkpoint_id"]
     store.checkpoint_put(thread_id, record)
     store.flush()
     return _config(record)

@@ -31,7 +31,7 @@ from ._interrupt import Scratch
 from ._retry import as_policies, retry_delay
 from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
-from .errors import GraphInterrupt
+from .errors import GraphInterrupt, InvalidUpdateError
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
@@ -563,16 +563,31 @@ class Entrypoint:
             yield state
 
     def update_state(
-        self, config: dict[str, Any], values: Any, as_node: str | None = None
+        self,
+        config: dict[str, Any],
+        values: Any,
+        as_node: str | None = None,
+        task_id: str | None = None,
     ) -> dict[str, Any]:
-        """Make ``values`` the thread's state, and the next run's ``previous``."""
+        """Make ``values`` the thread's state, and the next run's ``previous`` (from the
+        config's ``checkpoint_id``, if older than the latest: a fork). ``as_node`` may
+        only name this entrypoint; ``task_id`` names no task here (LangGraph's argument,
+        for graphs whose nodes write in several tasks)."""
+        store = self._checkpoints()
+        if as_node is not None and as_node != self.name:
+            raise InvalidUpdateError(f"Node {as_node} does not exist")
         thread_id = thread_id_of(config, reading=True)
-        return update(self._checkpoints(), thread_id, values, config_metadata(config))
+        checkpoint_id = config["configurable"].get("checkpoint_id")
+        return update(store, thread_id, values, config_metadata(config), checkpoint_id)
 
     async def aupdate_state(
-        self, config: dict[str, Any], values: Any, as_node: str | None = None
+        self,
+        config: dict[str, Any],
+        values: Any,
+        as_node: str | None = None,
+        task_id: str | None = None,
     ) -> dict[str, Any]:
-        return await asyncio.to_thread(self.update_state, config, values, as_node)
+        return await asyncio.to_thread(self.update_state, config, values, as_node, task_id)
 
     def clear_cache(self) -> None:
         """Drop the entrypoint's own cached runs (tasks' entries: ``task.clear_cache``)."""

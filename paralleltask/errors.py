@@ -130,6 +130,10 @@ class GraphInterrupt(Exception):
         return self.args[0] if self.args else ()
 
 
+class InvalidUpdateError(Exception):
+    """``update_state(as_node=...)`` names no node of the entrypoint (LangGraph's name)."""
+
+
 class EmptyInputError(ValueError):
     """``invoke(None)`` on a thread that has nothing to resume (LangGraph's name)."""
 

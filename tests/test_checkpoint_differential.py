@@ -173,6 +173,14 @@ def history_view(api_main: Any, config: dict, **kwargs: Any) -> list:
     return out
 
 
+def history_view_unlinked(api_main: Any, config: dict) -> list:
+    """:func:`history_view` of a thread with forks: newer is not always older's child."""
+    return [
+        (s.metadata["source"], s.metadata["step"], s.next, s.values, s.tasks)
+        for s in api_main.get_state_history(config)
+    ]
+
+
 def interrupt_values(interrupts: Any) -> list:
     return [i.value for i in interrupts]
 
@@ -706,6 +714,45 @@ def test_update_state_on_a_new_thread(api, folder):
         ("update", 0, (), 42),
     ]
     assert counts(folder) == {"flaky": 1, "inc": 1}
+
+
+def test_update_state_from_an_older_checkpoint_forks_the_thread(api, folder):
+    main = two_step_program(api, folder)
+    main.invoke(1, thread())
+    main.invoke(2, thread())
+    older = list(main.get_state_history(thread()))[2]  # the first run's loop checkpoint
+    assert older.metadata == metadata("loop", 0)
+    config = main.update_state(older.config, {"x": "forked"})
+    state = main.get_state(thread())
+    assert state.config == config
+    assert state.values == {"x": "forked"}
+    assert state.metadata == metadata("update", 1)  # the fork's step follows its parent's
+    assert state.parent_config == older.config
+    assert main.invoke(3, thread()) == {"r": 400, "prev": {"x": "forked"}}
+    # The history keeps both branches, newest first.
+    assert [(s, n, v) for s, n, _, v, _ in history_view_unlinked(main, thread())] == [
+        ("loop", 3, {"r": 400, "prev": {"x": "forked"}}),
+        ("input", 2, {"x": "forked"}),
+        ("update", 1, {"x": "forked"}),
+        ("loop", 2, {"r": 300, "prev": {"r": 200, "prev": None}}),
+        ("input", 1, {"r": 200, "prev": None}),
+        ("loop", 0, {"r": 200, "prev": None}),
+        ("input", -1, None),
+    ]
+    # The latest checkpoint's own config appends, as a plain thread config does.
+    main.update_state(main.get_state(thread()).config, {"x": "head"})
+    assert main.get_state(thread()).metadata == metadata("update", 4)
+
+
+def test_update_state_as_node_must_name_the_entrypoint(api, folder):
+    main = two_step_program(api, folder)
+    main.invoke(1, thread())
+    for node in ("nope", "__start__", "__end__"):
+        with pytest.raises(Exception, match=f"Node {node} does not exist") as info:
+            main.update_state(thread(), {"x": 1}, as_node=node)
+        assert type(info.value).__name__ == "InvalidUpdateError"
+    main.update_state(thread(), {"x": 2}, as_node="main", task_id="any")
+    assert main.get_state(thread()).values == {"x": 2}
 
 
 def test_async_state_methods(api, folder):
