@@ -328,8 +328,9 @@ class Entrypoint:
                     self._retrying(run)
         finally:
             _context.leave(tokens)
+        _entry_finished(run.sink, value)  # streamed before the loop checkpoint, as LangGraph
         self._keep_run(run, input, value, result)
-        return _entry_finished(run.sink, value)
+        return value
 
     async def _execute_async(
         self, input: Any, info: RunInfo, sink: Sink | None, durability: str | None
@@ -378,8 +379,9 @@ class Entrypoint:
                     self._retrying(run)
         finally:
             _context.leave(tokens)
+        _entry_finished(sink, value)  # streamed before the loop checkpoint, as LangGraph
         self._keep_run(run, input, value, result)
-        return _entry_finished(sink, value)
+        return value
 
     async def _attempt(self, run: Run, input: Any) -> Any:
         """One attempt of an async body, watched when the entrypoint has a timeout."""
@@ -641,11 +643,10 @@ def _entry_returned(sink: Sink | None, name: str, result: Any) -> Any:
     return value
 
 
-def _entry_finished(sink: Sink | None, value: Any) -> Any:
+def _entry_finished(sink: Sink | None, value: Any) -> None:
     """Every call has finished: the run's ``values`` chunk."""
     if sink is not None:
         sink.emit("values", value)
-    return value
 
 
 def _refuse_v2_values(version: str) -> None:

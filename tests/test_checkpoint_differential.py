@@ -1076,6 +1076,47 @@ DURABILITIES = ["sync", "async", "exit"]
 
 
 @pytest.mark.parametrize("durability", DURABILITIES)
+def test_every_mode_of_a_checkpointed_run_in_order(api, folder, durability):
+    main = two_step_program(api, folder)
+    modes = ["values", "updates", "checkpoints", "tasks", "debug"]
+
+    def view(mode: str, chunk: Any) -> tuple:
+        if mode == "checkpoints":
+            return (mode, chunk["metadata"]["source"])
+        if mode == "debug":
+            payload = chunk["payload"]
+            return (mode, chunk["type"], payload.get("name") or payload["metadata"]["source"])
+        if mode == "tasks":
+            return (mode, chunk["name"], "result" in chunk)
+        return (mode, chunk)
+
+    chunks = main.stream(1, thread(), stream_mode=modes, durability=durability)
+    assert [view(*chunk) for chunk in chunks] == [
+        ("checkpoints", "input"),
+        ("debug", "checkpoint", "input"),
+        ("tasks", "main", False),
+        ("debug", "task", "main"),
+        ("tasks", "inc", False),
+        ("debug", "task", "inc"),
+        ("updates", {"inc": 2}),
+        ("tasks", "inc", True),
+        ("debug", "task_result", "inc"),
+        ("tasks", "flaky", False),
+        ("debug", "task", "flaky"),
+        ("updates", {"flaky": 200}),
+        ("tasks", "flaky", True),
+        ("debug", "task_result", "flaky"),
+        ("updates", {"main": {"r": 200, "prev": None}}),
+        ("tasks", "main", True),
+        ("debug", "task_result", "main"),
+        # The run's values come before its loop checkpoint.
+        ("values", {"r": 200, "prev": None}),
+        ("checkpoints", "loop"),
+        ("debug", "checkpoint", "loop"),
+    ]
+
+
+@pytest.mark.parametrize("durability", DURABILITIES)
 def test_durability_gives_the_same_results_and_state(api, folder, durability):
     inc_ = api.shared(inc)
 
