@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 import secrets
 import struct
 import uuid
@@ -43,6 +44,22 @@ BODY = b""
 OUTCOME, ERROR, PENDING, ANSWERS = b"o", b"e", b"i", b"r"
 _SLOT = struct.Struct(">I")
 _NOTHING = object()
+
+
+#: LangGraph's error for ``Command(resume=value)`` while several interrupts wait.
+AMBIGUOUS_RESUME = (
+    "When there are multiple pending interrupts, you must specify the interrupt id when "
+    "resuming. Docs: https://docs.langchain.com/oss/python/langgraph/interrupts"
+    "#handling-multiple-interrupts."
+)
+_INTERRUPT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_resume_map(answer: Any) -> bool:
+    """LangGraph's rule: a dict whose keys all look like interrupt ids answers by id."""
+    return isinstance(answer, dict) and all(
+        isinstance(key, str) and _INTERRUPT_ID.fullmatch(key) for key in answer
+    )
 
 
 def call_slot(index: int) -> bytes:
@@ -231,9 +248,11 @@ class ThreadRun:
         for slot, entry in self.store.write_items(self.thread_id, seq, PENDING):
             if len(self._answers.get(slot, ())) <= entry[3]:
                 self._pending[slot] = entry[2]
-        if isinstance(answer, dict) and answer and self._pending_ids().issuperset(answer):
+        if is_resume_map(answer):  # ids that match nothing answer nothing, as LangGraph
             self._answers_by_id = dict(answer)
         elif answer is not None:
+            if len(self._pending_ids()) > 1:
+                raise RuntimeError(AMBIGUOUS_RESUME)
             self._answer = answer
         if self.sink is not None:
             self.sink.emit("values", latest["values"])
@@ -288,10 +307,15 @@ class ThreadRun:
         pending = self._pending.get(slot)
         if not pending:
             return False
-        for pause in pending:
-            if pause.id in self._answers_by_id:
-                answers.append(self._answers_by_id.pop(pause.id))
-                return True
+        by_id = self._answers_by_id
+        if by_id:
+            # LangGraph's older versions gave all of a call's interrupts its first id:
+            # that id still answers the call's later ones.
+            first_id = Scratch(self._ns(slot)).interrupt_id(0)
+            for key in (*(pause.id for pause in pending), first_id):
+                if key in by_id:
+                    answers.append(by_id.pop(key))
+                    return True
         if self._answer is not _NOTHING:
             answers.append(self._answer)
             self._answer = _NOTHING

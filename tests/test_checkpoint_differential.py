@@ -927,6 +927,40 @@ def test_resume_by_interrupt_id(api, folder):
     assert counts(folder) == {"answered": 1, "ask": 2, "inc": 1}
 
 
+def test_a_resume_map_is_any_dict_keyed_by_interrupt_ids(api, folder):
+    interrupt = api.interrupt
+
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(x):
+        return [interrupt("q1"), interrupt("q2")]
+
+    first = main.invoke(1, thread())["__interrupt__"][0]
+    assert first.value == "q1"
+    # An id that matches nothing, and an empty map, answer nothing: it asks again.
+    for resume in ({"0" * 32: "x"}, {}):
+        again = main.invoke(api.Command(resume=resume), thread())["__interrupt__"]
+        assert [(i.value, i.id) for i in again] == [("q1", first.id)]
+    # A dict with other keys is an answer like any value.
+    second = main.invoke(api.Command(resume={"not": "an id"}), thread())["__interrupt__"]
+    assert [i.value for i in second] == ["q2"]
+    # The call's first interrupt id also answers its later interrupts (LangGraph's
+    # compatibility with versions that gave them all that id).
+    assert main.invoke(api.Command(resume={first.id: "B"}), thread()) == [{"not": "an id"}, "B"]
+
+
+def test_a_plain_resume_with_several_pending_interrupts_is_refused(api, folder):
+    ask = ask_task(api, folder)
+
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(x):
+        futures = [ask(i) for i in range(3)]
+        return [f.result() for f in futures]
+
+    assert "__interrupt__" in main.invoke(1, thread())
+    with pytest.raises(RuntimeError, match="multiple pending interrupts, you must specify"):
+        main.invoke(api.Command(resume="S"), thread())
+
+
 def test_resume_of_a_body_interrupt_by_id(api, folder):
     main = interrupting_program(api, folder)
     returned = main.invoke(1, thread())
