@@ -533,7 +533,9 @@ def snapshot(store: Store, config: dict, name: str) -> StateSnapshot:
     interrupts are those still waiting for an answer)."""
     thread_id = thread_id_of(config, reading=True)
     checkpoint_id = config["configurable"].get("checkpoint_id")
-    if checkpoint_id:
+    if config["configurable"].get("checkpoint_ns"):  # not the root's: nothing there
+        record = None
+    elif checkpoint_id:
         record = store.checkpoint_get(thread_id, seq_of(checkpoint_id))
         if record is not None and record["checkpoint_id"] != checkpoint_id:
             record = None

@@ -541,9 +541,13 @@ class Entrypoint:
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's states, newest first."""
+        """The thread's states, newest first (only the config's ``checkpoint_id``'s, if
+        it names one; none in a ``checkpoint_ns`` other than the root's, as LangGraph)."""
         store = self._checkpoints()
         thread_id = thread_id_of(config, reading=True)
+        if config["configurable"].get("checkpoint_ns"):
+            return  # an entrypoint's checkpoints are all in the root namespace
+        only_id = config["configurable"].get("checkpoint_id")
         before_id = ((before or {}).get("configurable") or {}).get("checkpoint_id")
         before_seq = seq_of(before_id) if before_id else None
         count = 0
@@ -551,6 +555,8 @@ class Entrypoint:
             if limit is not None and count >= limit:
                 return
             if before_seq is not None and record["seq"] >= before_seq:
+                continue
+            if only_id and record["checkpoint_id"] != only_id:
                 continue
             state = snapshot_of(store, record, self.name)
             if filter and any(state.metadata.get(k) != v for k, v in filter.items()):

@@ -680,6 +680,16 @@ def test_a_thread_id_at_the_top_level_of_the_config_names_the_thread(api, folder
     assert main.get_state(thread("top")).values == {"r": 300, "prev": {"r": 200, "prev": None}}
 
 
+def test_state_history_of_a_config_naming_a_checkpoint_or_another_namespace(api, folder):
+    main = history_program(api, folder)
+    third = list(main.get_state_history(thread()))[2]
+    assert list(main.get_state_history(third.config)) == [third]
+    elsewhere = {"configurable": {"thread_id": "t", "checkpoint_ns": "sub"}}
+    assert list(main.get_state_history(elsewhere)) == []
+    state = main.get_state(elsewhere)
+    assert (state.values, state.next, state.metadata, state.config) == ({}, (), None, elsewhere)
+
+
 def test_update_state_sets_values_and_the_next_runs_previous(api, folder):
     main = two_step_program(api, folder)
     main.invoke(1, thread())
