@@ -99,7 +99,7 @@ class entrypoint:
             self.timeout,
         )
 
-    @dataclass(frozen=True)
+    @dataclass(frozen=True, kw_only=True)
     class final(Generic[R, S]):
         """Return ``value`` to the caller and keep ``save`` as the next run's ``previous``."""
 

@@ -344,6 +344,8 @@ def test_final_gives_the_caller_value_and_the_next_run_save(api, folder):
     assert main.get_state(thread()).values == {"v": 3, "prev": 10}
     assert main.invoke(None, thread()) == {"v": 3, "prev": 10}
     assert count(folder, "inc") == 2
+    with pytest.raises(TypeError):  # keyword-only, as LangGraph's
+        api.final(1, 2)
 
 
 def test_an_int_thread_id_is_a_str_in_state_configs(api, folder):
