@@ -8,6 +8,7 @@ import functools
 import inspect
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -157,7 +158,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` and return what it returns; with another
         ``stream_mode`` than ``"values"``, the list of chunks ``stream()`` would yield."""
-        self._check_call(config, durability, kwargs)
+        durability = self._check_call(config, durability, kwargs)
         self._refuse_sync_of_async()
         if stream_mode != "values":
             stream = self.stream(
@@ -192,7 +193,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` on the caller's event loop; a sync body runs in a
         thread of the loop's default executor, as LangGraph runs it."""
-        self._check_call(config, durability, kwargs)
+        durability = self._check_call(config, durability, kwargs)
         if stream_mode != "values":
             stream = self.astream(
                 input,
@@ -221,7 +222,7 @@ class Entrypoint:
     ) -> Iterator[Any]:
         """Yield the run's chunks as they happen (``"updates"`` by default), in
         LangGraph's shapes; the body runs in a thread of its own meanwhile."""
-        self._check_call(config, durability, kwargs)
+        durability = self._check_call(config, durability, kwargs)
         self._refuse_sync_of_async()
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_sync(input, config, context, modes, single, version, durability)
@@ -239,7 +240,7 @@ class Entrypoint:
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Yield the run's chunks as they happen, on the caller's event loop."""
-        self._check_call(config, durability, kwargs)
+        durability = self._check_call(config, durability, kwargs)
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_async(input, config, context, modes, single, version, durability)
 
@@ -397,9 +398,13 @@ class Entrypoint:
 
     def _thread(self, config: dict, durability: str | None, sink: Sink | None):
         """The run's checkpoints on its thread, or None without a checkpointer."""
-        durability = check_durability(durability)
         if self.checkpointer is None:
+            if durability is not None:  # as LangGraph warns
+                warnings.warn(
+                    "`durability` has no effect when no checkpointer is present.", stacklevel=3
+                )
             return None
+        durability = check_durability(durability)
         thread_id = thread_id_of(config)
         if (config.get("configurable") or {}).get("checkpoint_id"):
             raise NotImplementedError(
@@ -510,7 +515,23 @@ class Entrypoint:
                 "API (ainvoke, astream, etc.)"
             )
 
-    def _check_call(self, config, durability, kwargs) -> None:
+    def _check_call(self, config, durability, kwargs) -> str | None:
+        """Refuse what the call cannot mean; its durability (LangGraph's deprecated
+        ``checkpoint_during=`` still names one)."""
+        checkpoint_during = kwargs.pop("checkpoint_during", None)
+        if checkpoint_during is not None:
+            warnings.warn(
+                "`checkpoint_during` is deprecated and will be removed. Please use "
+                "`durability` instead.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if durability is not None:
+                raise ValueError(
+                    "Cannot use both `checkpoint_during` and `durability` parameters. "
+                    "Please use `durability` instead."
+                )
+            durability = "async" if checkpoint_during else "exit"
         check_durability(durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
@@ -518,6 +539,7 @@ class Entrypoint:
             raise TypeError(
                 f"{self.name}.invoke() got unsupported keyword arguments: {sorted(kwargs)}"
             )
+        return durability
 
     # -- LangGraph's state methods --------------------------------------------------
 

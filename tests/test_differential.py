@@ -859,3 +859,25 @@ def test_langgraph_shares_argument_objects(langgraph_func):
         return n, list(items), dict(extra)
 
     assert main.invoke(["caller"]) == (2, ["caller", "task"], {"seen": True})
+
+
+def test_checkpoint_during_is_a_deprecated_name_for_a_durability(api):
+    @api.entrypoint()
+    def main(x):
+        return x + 1
+
+    with pytest.warns(DeprecationWarning, match="`checkpoint_during` is deprecated"):
+        assert main.invoke(1, checkpoint_during=False) == 2
+    with pytest.warns(DeprecationWarning):
+        assert list(main.stream(1, checkpoint_during=True)) == [{"main": 2}]
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="Cannot use both"):
+        main.invoke(1, checkpoint_during=True, durability="sync")
+
+
+def test_durability_without_a_checkpointer_warns_that_it_has_no_effect(api):
+    @api.entrypoint()
+    def main(x):
+        return x + 1
+
+    with pytest.warns(UserWarning, match="`durability` has no effect when no checkpointer"):
+        assert main.invoke(1, durability="async") == 2  # ("sync" crashes LangGraph 1.2.22)
