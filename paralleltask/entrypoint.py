@@ -492,7 +492,12 @@ class Entrypoint:
                 run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, exc, {})
 
     def _executor(self) -> Executor:
+        """Where the run's calls go: inline when invoked inside a task (in a worker, or
+        in a thread of a pool whose threads may all be waiting on such runs)."""
         if _context.in_worker():
+            return InlineExecutor()
+        current = _context.current_run.get()
+        if current is not None and current.in_task:
             return InlineExecutor()
         return self.executor or default_executor()
 

@@ -94,6 +94,7 @@ class Run:
         "cache",
         "executor",
         "heartbeat",
+        "in_task",
         "info",
         "loop",
         "scratch",
@@ -124,6 +125,7 @@ class Run:
         self.sink = sink
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self.heartbeat: Callable[[], None] = _no_op_heartbeat
+        self.in_task = False  # the run of the code of a task call (see nested())
         self._outstanding: dict[Any, CallItem] = {}
         self._cancelling: dict[CallItem, asyncio.Future] = {}  # cancelled, still stopping
 
@@ -135,7 +137,7 @@ class Run:
         thread = None
         if self.thread is not None and call.slot is not None:
             thread = self.thread.nested(call.slot)
-        return Run(
+        run = Run(
             InlineExecutor(),
             loop,
             info=self.info,
@@ -144,6 +146,8 @@ class Run:
             thread=thread,
             scratch=call.scratch,
         )
+        run.in_task = True
+        return run
 
     def runtime(self) -> Runtime:
         info = self.info

@@ -247,9 +247,11 @@ class _Worker:
             ask, tell = self.asker(call_id)
             cache = AskingCache(ask, tell) if info.has_cache else None
             slots = NestedSlots(AskingSlots(ask, tell), b"") if info.checkpointed else None
-        return Run(
+        run = Run(
             self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
         )
+        run.in_task = True
+        return run
 
     def _run_sync(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments)

@@ -309,6 +309,30 @@ def test_a_task_called_inside_a_task_runs_in_the_dask_worker(dask_executor):
     assert job.invoke(4) == 50
 
 
+def test_an_entrypoint_invoked_inside_a_task_runs_inline_in_the_dask_worker(dask_executor):
+    @task
+    def leaf(x: int) -> int:
+        return x + 1
+
+    @entrypoint()  # the default executor: a process pool, if one were allowed here
+    def inner(x: int) -> tuple[int, int]:
+        from paralleltask.executors import process
+
+        return leaf(x).result(), len(process._pools)
+
+    @task
+    def outer(x: int) -> tuple[int, int, int]:
+        return (*inner.invoke(x), os.getpid())
+
+    @entrypoint(executor=dask_executor)
+    def job(x: int) -> tuple[int, int, int]:
+        return outer(x).result()
+
+    value, pools, pid = job.invoke(4)
+    assert (value, pools) == (5, 0)  # no pool was started in the Dask worker
+    assert pid != os.getpid()
+
+
 def test_an_address_connects_a_client_of_its_own_and_shutdown_closes_it(cluster):
     executor = DaskExecutor(cluster.scheduler_address)
 

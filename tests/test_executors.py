@@ -129,6 +129,31 @@ def test_local_executors_as_context_managers():
 
 
 @task
+def double(x):
+    return 2 * x
+
+
+@pytest.mark.timeout(60)
+def test_an_entrypoint_invoked_in_a_thread_pool_task_runs_inline_not_on_the_busy_pool():
+    threads = ThreadExecutor(max_workers=1)  # its one thread runs the outer task
+
+    @entrypoint(executor=threads)
+    def inner(x):
+        return double(x).result()
+
+    @task
+    def outer(x):
+        return inner.invoke(x) + 1
+
+    @entrypoint(executor=threads)
+    def main(n):
+        return [f.result() for f in [outer(i) for i in range(n)]]
+
+    assert main.invoke(3) == [1, 3, 5]
+    threads.shutdown()
+
+
+@task
 def start_a_pool_here(_):
     try:
         ProcessExecutor(max_workers=1).start()

@@ -89,7 +89,9 @@ def _run_of(info, arguments, call_id: int, topic: str | None, loop=None):
     modes = info.worker_modes()
     sink = _EventSink(modes, topic, call_id) if modes and topic else None
     scratch = arguments[2] if len(arguments) > 2 else None
-    return Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
+    run = Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
+    run.in_task = True  # an entrypoint invoked here runs inline: no pool in a Dask worker
+    return run
 
 
 def _outcome(value: Any) -> tuple[int, Any]:
