@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
+import sys
 import threading
 import time
 import warnings
@@ -19,6 +21,7 @@ from ._checkpoint import (
     BODY,
     Start,
     ThreadRun,
+    as_command,
     check_durability,
     config_metadata,
     seq_of,
@@ -32,7 +35,7 @@ from ._interrupt import Scratch
 from ._retry import as_policies, retry_delay
 from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
-from .errors import GraphInterrupt, InvalidUpdateError
+from .errors import EmptyInputError, GraphInterrupt, InvalidUpdateError
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
@@ -419,6 +422,10 @@ class Entrypoint:
         """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""
         thread = run.thread
         if thread is None:
+            if input is None:  # nothing to resume without checkpoints: as LangGraph
+                raise EmptyInputError("Received no input for __start__")
+            if as_command(input) is not None:
+                raise RuntimeError("Cannot use Command(resume=...) without checkpointer")
             run.scratch = Scratch(f"run|{run.info.run_id}")
             return Start(True, input)
         start = thread.begin(input)
@@ -505,7 +512,7 @@ class Entrypoint:
         return RunInfo(
             name=self.name,
             config=_run_config(config, self.name),
-            context=context,
+            context=_coerced_context(self.context_schema, context),
             modes=modes,
             retry_policies=self.retry_policies,
             has_cache=self.cache is not None,
@@ -680,6 +687,18 @@ def _entry_finished(sink: Sink | None, value: Any) -> None:
     """Every call has finished: the run's ``values`` chunk."""
     if sink is not None:
         sink.emit("values", value)
+
+
+def _coerced_context(schema: Any, context: Any) -> Any:
+    """LangGraph's rule: a dict context becomes ``context_schema`` when that is a
+    dataclass or a pydantic model; anything else is passed as it is."""
+    if context is None or schema is None or not isinstance(context, dict):
+        return context
+    pydantic = sys.modules.get("pydantic")  # loaded already if the schema is a model
+    is_model = pydantic is not None and isinstance(schema, type)
+    if dataclasses.is_dataclass(schema) or (is_model and issubclass(schema, pydantic.BaseModel)):
+        return schema(**context)
+    return context
 
 
 def _refuse_v2_values(version: str) -> None:

@@ -134,7 +134,7 @@ class InvalidUpdateError(Exception):
     """``update_state(as_node=...)`` names no node of the entrypoint (LangGraph's name)."""
 
 
-class EmptyInputError(ValueError):
+class EmptyInputError(Exception):
     """``invoke(None)`` on a thread that has nothing to resume (LangGraph's name)."""
 
 

@@ -109,7 +109,7 @@ def test_config_context_and_runtime_reach_a_task_on_a_dask_worker(dask_executor)
         return look().result()
 
     config = {"configurable": {"user": "ada"}}
-    assert job.invoke(None, config, context={"tier": 2}) == ("ada", {"tier": 2}, True)
+    assert job.invoke(0, config, context={"tier": 2}) == ("ada", {"tier": 2}, True)
 
 
 def test_custom_chunk_arrives_while_the_task_still_runs(dask_executor):
@@ -125,7 +125,7 @@ def test_custom_chunk_arrives_while_the_task_still_runs(dask_executor):
 
     arrivals = {}
     started = time.monotonic()
-    for mode, chunk in job.stream(None, stream_mode=["custom", "updates"]):
+    for mode, chunk in job.stream(0, stream_mode=["custom", "updates"]):
         arrivals.setdefault(repr((mode, chunk)), time.monotonic() - started)
     custom, update = arrivals["('custom', 'started')"], arrivals["('updates', {'slow': 'done'})"]
     assert update - custom >= 0.5
@@ -196,7 +196,7 @@ def test_a_timeout_on_a_sync_task_is_refused(dask_executor):
         return sync_timed().result()
 
     with pytest.raises(ValueError, match="DaskExecutor"):
-        job.invoke(None)
+        job.invoke(0)
 
 
 def test_cache_hits_are_answered_in_the_parent(dask_executor, tmp_path):
@@ -274,7 +274,7 @@ def test_a_dead_worker_fails_its_call_with_worker_crashed_error(dask_executor):
             die().result()
         return fine().result()
 
-    assert job.invoke(None) == "fine"
+    assert job.invoke(0) == "fine"
 
 
 def test_a_result_that_will_not_pickle_fails_only_its_call(dask_executor):
@@ -290,7 +290,7 @@ def test_a_result_that_will_not_pickle_fails_only_its_call(dask_executor):
             make_lock().result()
         return "still running"
 
-    assert job.invoke(None) == "still running"
+    assert job.invoke(0) == "still running"
 
 
 def test_a_task_called_inside_a_task_runs_in_the_dask_worker(dask_executor):

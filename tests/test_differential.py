@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -69,6 +70,18 @@ async def adouble(x):
 def combine(a, b, *rest, sep="-", upper=False):
     text = sep.join([a, b, *rest])
     return text.upper() if upper else text
+
+
+@dataclasses.dataclass
+class UserContext:
+    user: str
+    level: int = 1
+
+
+@paralleltask.task
+def context_in_a_task(_):
+    context = paralleltask.get_runtime().context
+    return type(context).__name__, context
 
 
 class CodedError(Exception):
@@ -881,3 +894,47 @@ def test_durability_without_a_checkpointer_warns_that_it_has_no_effect(api):
 
     with pytest.warns(UserWarning, match="`durability` has no effect when no checkpointer"):
         assert main.invoke(1, durability="async") == 2  # ("sync" crashes LangGraph 1.2.22)
+
+
+def test_a_dict_context_becomes_a_dataclass_context_schema(api):
+    @api.entrypoint(context_schema=UserContext)
+    def main(x, runtime):
+        return runtime.context
+
+    assert main.invoke(1, context={"user": "u"}) == UserContext("u")
+    assert main.invoke(1, context=UserContext("v", 2)) == UserContext("v", 2)
+    with pytest.raises(TypeError):  # a field missing: the schema's own error
+        main.invoke(1, context={})
+
+
+def test_a_task_in_a_worker_sees_the_coerced_context(api):
+    if api.is_langgraph:
+        pytest.skip("the task reads paralleltask's runtime")
+
+    @api.entrypoint(context_schema=UserContext)
+    def main(x):
+        return context_in_a_task(x).result()
+
+    assert main.invoke(1, context={"user": "u"}) == ("UserContext", UserContext("u"))
+
+
+def test_a_dict_context_with_a_non_class_schema_stays_a_dict(api):
+    @api.entrypoint(context_schema=dict)
+    def main(x, runtime):
+        return runtime.context
+
+    assert main.invoke(1, context={"user": "u"}) == {"user": "u"}
+
+
+def test_nothing_to_resume_without_a_checkpointer(api):
+    @api.entrypoint()
+    def main(x):
+        return x
+
+    for call in (main.invoke, lambda value: list(main.stream(value))):
+        with pytest.raises(Exception, match="Received no input for __start__") as caught:
+            call(None)
+        assert type(caught.value).__name__ == "EmptyInputError"
+        message = r"Cannot use Command\(resume=...\) without checkpointer"
+        with pytest.raises(RuntimeError, match=message):
+            call(api.Command(resume=1))

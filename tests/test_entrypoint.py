@@ -141,7 +141,7 @@ def test_invoke_waits_for_fire_and_forget_calls(tmp_path):
         write_after(str(path), 0.2)
         return "returned"
 
-    assert main.invoke(None) == "returned"
+    assert main.invoke(0) == "returned"
     assert path.read_text() == "done"
 
 
@@ -154,7 +154,7 @@ def test_failing_body_lets_its_calls_finish_then_raises(tmp_path):
         raise ValueError("body failed")
 
     with pytest.raises(ValueError, match="body failed"):
-        main.invoke(None)
+        main.invoke(0)
     assert path.read_text() == "done"
 
 
@@ -246,7 +246,7 @@ def test_cancelling_a_running_async_task_stops_its_coroutine_in_the_worker(tmp_p
         await asyncio.sleep(0.8)  # past the time it would have written
         return running.cancelled()
 
-    assert asyncio.run(main.ainvoke(None)) is True
+    assert asyncio.run(main.ainvoke(0)) is True
     assert not path.exists()
 
 
@@ -259,5 +259,5 @@ def test_cancelling_a_running_async_task_cancels_it():
         return sleeper.cancelled(), await nap("fast", 0)
 
     started = time.perf_counter()
-    assert asyncio.run(main.ainvoke(None)) == (True, "fast")
+    assert asyncio.run(main.ainvoke(0)) == (True, "fast")
     assert time.perf_counter() - started < 3

@@ -141,7 +141,7 @@ def test_worker_death_fails_only_that_call_and_the_pool_heals():
             doomed.result()
         return sibling.result(), [f.result() for f in [slow_square(i) for i in range(4)]]
 
-    assert main.invoke(None) == (9, [0, 1, 4, 9])
+    assert main.invoke(0) == (9, [0, 1, 4, 9])
 
 
 @task
@@ -210,7 +210,7 @@ def test_worker_crash_error_names_task_and_exit_code():
             die(9).result()
         return info.value
 
-    error = main.invoke(None)
+    error = main.invoke(0)
     assert error.task == "die" and error.exitcode == 9
     assert "exit code 9" in str(error) and "'die'" in str(error)
 

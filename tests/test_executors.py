@@ -32,7 +32,7 @@ def facts_on(executor, names=()):
     def main(_):
         return worker_facts(list(names)).result()
 
-    return main.invoke(None)
+    return main.invoke(0)
 
 
 def test_handles_with_same_settings_share_one_pool():
@@ -99,7 +99,7 @@ def test_initializer_runs_in_each_worker():
         def main(_):
             return initialized_value(0).result()
 
-        assert main.invoke(None) == "yes"
+        assert main.invoke(0) == "yes"
 
 
 def test_failing_initializer_is_a_clear_error():
@@ -167,7 +167,7 @@ def test_no_pool_is_ever_started_inside_a_worker():
     def main(_):
         return start_a_pool_here(0).result()
 
-    assert "never starts a process pool inside a worker" in main.invoke(None)
+    assert "never starts a process pool inside a worker" in main.invoke(0)
 
 
 def test_a_run_context_that_will_not_pickle_fails_at_the_call():
@@ -180,5 +180,5 @@ def test_a_run_context_that_will_not_pickle_fails_at_the_call():
         return worker_facts([]).result()
 
     with pytest.raises(SerializationError, match="its config, context or retry policies"):
-        main.invoke(None, context={"lock": threading.Lock()})
-    assert main.invoke(None)[0] != os.getpid()  # the pool is untouched
+        main.invoke(0, context={"lock": threading.Lock()})
+    assert main.invoke(0)[0] != os.getpid()  # the pool is untouched

@@ -727,7 +727,7 @@ def spin_among_siblings(_):
 
 def test_sync_pure_python_loop_past_run_timeout_is_stopped_and_its_worker_alone_replaced():
     before = warm_workers()
-    error, latency, siblings = spin_among_siblings.invoke(None)
+    error, latency, siblings = spin_among_siblings.invoke(0)
     figure("sync run timeout 0.5 s: call -> TaskTimeoutError", f"{latency * 1000:.0f} ms")
     assert isinstance(error, TaskTimeoutError)
     assert (error.node, error.kind, error.timeout) == ("spin_forever", "run", 0.5)
@@ -972,7 +972,7 @@ async def async_blocker_then_async_calls(_):
 
 def test_async_task_blocking_its_event_loop_past_its_timeout_does_not_wedge_the_pool():
     warm_workers()
-    latency, done, not_done = asyncio.run(async_blocker_then_async_calls.ainvoke(None))
+    latency, done, not_done = asyncio.run(async_blocker_then_async_calls.ainvoke(0))
     assert latency < 0.3 + SLACK
     assert not_done == 0, f"{not_done} async calls still waiting 3 s later ({done} done)"
     assert_pool_serves()

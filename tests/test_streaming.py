@@ -56,7 +56,7 @@ def test_custom_chunk_from_a_worker_arrives_while_the_task_still_runs():
         return write_then_sleep("slow", 1.0).result()
 
     arrivals = []
-    for mode, chunk in main.stream(None, stream_mode=["custom", "updates"]):
+    for mode, chunk in main.stream(0, stream_mode=["custom", "updates"]):
         arrivals.append((mode, chunk, time.time()))
     custom = [a for a in arrivals if a[0] == "custom"]
     finished = [a for a in arrivals if a[0] == "updates" and "write_then_sleep" in a[1]]
@@ -100,7 +100,7 @@ def test_runtime_context_and_config_reach_tasks_in_workers():
     def main(_):
         return what_the_task_sees(0).result()
 
-    user, context, pid = main.invoke(None, {"configurable": {"user": "ada"}}, context={"k": 1})
+    user, context, pid = main.invoke(0, {"configurable": {"user": "ada"}}, context={"k": 1})
     assert (user, context) == ("ada", {"k": 1}) and pid != os.getpid()
 
 
@@ -146,7 +146,7 @@ def test_breaking_out_of_a_stream_stops_the_run():
 
     workers = ProcessExecutor().max_workers
     started = time.perf_counter()
-    for _ in main.stream(None, stream_mode="custom"):
+    for _ in main.stream(0, stream_mode="custom"):
         break
     # 3 x workers calls of 1 s on the pool take >= 3 s; stopping takes far less.
     assert time.perf_counter() - started < 2.5
@@ -160,7 +160,7 @@ def test_body_error_ends_the_stream_with_that_error():
 
     seen = []
     with pytest.raises(LookupError, match="after two chunks"):
-        for chunk in main.stream(None, stream_mode="custom"):
+        for chunk in main.stream(0, stream_mode="custom"):
             seen.append(chunk)
     assert seen == [0, 1]
 

@@ -52,7 +52,7 @@ def append_one(items):
 
 def run_sync(body, executor=None):
     """Invoke ``body(None)`` as a sync entrypoint on ``executor``."""
-    return entrypoint(executor=executor)(body).invoke(None)
+    return entrypoint(executor=executor)(body).invoke(0)
 
 
 def test_bare_and_called_decorators_make_tasks():
@@ -235,7 +235,7 @@ def test_async_future_is_an_asyncio_future_on_the_run_loop():
         assert len(done) == 2
         return await asyncio.gather(*futures)
 
-    assert asyncio.run(body.ainvoke(None)) == [0, 2, 4, 6, 8, 11]
+    assert asyncio.run(body.ainvoke(0)) == [0, 2, 4, 6, 8, 11]
 
 
 def test_cancelled_future_never_runs(tmp_path):
