@@ -158,7 +158,7 @@ def test_kill_9_mid_run_then_resume_reruns_only_what_was_in_flight(tmp_path, dur
 
     if durability == "exit":
         # Documented loss: "exit" writes nothing until the run ends, and a kill -9 is
-        # no end. The thread has no checkpoint at all: invoke(0) has nothing to
+        # no end. The thread has no checkpoint at all: invoke(None) has nothing to
         # resume (LangGraph's EmptyInputError), and the input again re-runs everything.
         assert reader(store).get_state(config("t")).next == ()
         resume = script("durable_job.py", store, "t", "resume", "exit", shape, N, run2, fresh)

@@ -1,7 +1,7 @@
 # A checkpointed job of N task calls, for tests/test_durable_faults.py (kill -9, Ctrl-C).
 # argv: <store> <thread_id> <run|resume> <durability> <seq|par> <n> <folder> [<fresh folder>]
 #   run:    invoke((n, shape)) on the thread; prints the result as JSON.
-#   resume: invoke(0) on the thread, then a fresh run of the same input on another
+#   resume: invoke(None) on the thread, then a fresh run of the same input on another
 #           thread (its executions recorded in <fresh folder>); prints both as JSON.
 # Every execution of a call writes start-<i>-<pid>-<ns> into <folder> from its worker
 # before it sleeps 30 ms; the parent writes resolved-<i>-<ns> there once the call's
