@@ -50,7 +50,7 @@ def injected_parameters(func: Callable[..., Any], skip_first: bool = False) -> t
 
 def _annotation_matches(parameter: inspect.Parameter, accepted: tuple[str, ...]) -> bool:
     annotation = parameter.annotation
-    if annotation is _EMPTY and parameter.name != "store":  # store needs its annotation
+    if annotation is _EMPTY:
         return True
     if parameter.name == "writer" and annotation == StreamWriter:
         return True

@@ -84,6 +84,11 @@ def context_in_a_task(_):
     return type(context).__name__, context
 
 
+@paralleltask.task
+def store_in_a_task(x, store):
+    return ("task", store)
+
+
 class CodedError(Exception):
     """An exception whose ``__init__`` takes other arguments than its ``args``."""
 
@@ -938,3 +943,13 @@ def test_nothing_to_resume_without_a_checkpointer(api):
         message = r"Cannot use Command\(resume=...\) without checkpointer"
         with pytest.raises(RuntimeError, match=message):
             call(api.Command(resume=1))
+
+
+def test_an_unannotated_store_parameter_is_injected_as_none(api):
+    task = api.shared(store_in_a_task)
+
+    @api.entrypoint()
+    def main(x, store):
+        return store, task(x).result()
+
+    assert main.invoke(1) == (None, ("task", None))
