@@ -79,7 +79,7 @@ class _LangGraphConfigurable(dict):
 
 
 def _langgraph_view(run: Run) -> dict[str, Any]:
-    config = run.info.config
+    config = run.config()
     configurable = _LangGraphConfigurable(config.get("configurable") or {})
     configurable["__pregel_runtime"] = run.runtime()
     return {**config, "configurable": configurable}

@@ -75,7 +75,7 @@ def injections(run: Run, names: tuple[str, ...], passed: dict[str, Any]) -> dict
         if name in passed:
             continue
         if name == "config":
-            values[name] = run.info.config
+            values[name] = run.config()
         elif name == "writer":
             values[name] = run.writer
         elif name == "previous":

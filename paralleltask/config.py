@@ -24,7 +24,7 @@ def _current() -> Run:
 def get_config() -> dict[str, Any]:
     """The run's config: the caller's, with LangGraph's keys (``configurable``,
     ``metadata``, ``callbacks``)."""
-    return _current().info.config
+    return _current().config()
 
 
 def get_stream_writer() -> StreamWriter:

@@ -504,7 +504,7 @@ class Entrypoint:
         if _context.in_worker():
             return InlineExecutor()
         current = _context.current_run.get()
-        if current is not None and current.in_task:
+        if current is not None and current.task_name is not None:
             return InlineExecutor()
         return self.executor or default_executor()
 

@@ -94,12 +94,12 @@ class Run:
         "cache",
         "executor",
         "heartbeat",
-        "in_task",
         "info",
         "loop",
         "scratch",
         "sink",
         "task_loop",
+        "task_name",
         "thread",
         "writer",
     )
@@ -125,7 +125,7 @@ class Run:
         self.sink = sink
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self.heartbeat: Callable[[], None] = _no_op_heartbeat
-        self.in_task = False  # the run of the code of a task call (see nested())
+        self.task_name: str | None = None  # the run of the code of this task's call
         self._outstanding: dict[Any, CallItem] = {}
         self._cancelling: dict[CallItem, asyncio.Future] = {}  # cancelled, still stopping
 
@@ -146,8 +146,17 @@ class Run:
             thread=thread,
             scratch=call.scratch,
         )
-        run.in_task = True
+        run.task_name = call.task.name
         return run
+
+    def config(self) -> dict:
+        """The config code in this run sees: the run's, and in a task's own run, with
+        that task as ``langgraph_node`` (as LangGraph shows each node its own)."""
+        config = self.info.config
+        if self.task_name is None:
+            return config
+        metadata = {**config.get("metadata", {}), "langgraph_node": self.task_name}
+        return {**config, "metadata": metadata}
 
     def runtime(self) -> Runtime:
         info = self.info

@@ -247,14 +247,13 @@ class _Worker:
             ask, tell = self.asker(call_id)
             cache = AskingCache(ask, tell) if info.has_cache else None
             slots = NestedSlots(AskingSlots(ask, tell), b"") if info.checkpointed else None
-        run = Run(
+        return Run(
             self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
         )
-        run.in_task = True
-        return run
 
     def _run_sync(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments)
+        run.task_name = task.name
         self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         tokens = _context.enter(run)
@@ -273,6 +272,7 @@ class _Worker:
 
     async def _run_async(self, call_id, task, arguments, info) -> None:
         run = self._nested_run(call_id, info, arguments, asyncio.get_running_loop())
+        run.task_name = task.name
         self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         _context.enter(run)  # in this asyncio task's own context: no need to leave

@@ -89,6 +89,11 @@ def store_in_a_task(x, store):
     return ("task", store)
 
 
+@paralleltask.task
+def node_of_a_task(x, config):
+    return config["metadata"]["langgraph_node"]
+
+
 class CodedError(Exception):
     """An exception whose ``__init__`` takes other arguments than its ``args``."""
 
@@ -953,3 +958,13 @@ def test_an_unannotated_store_parameter_is_injected_as_none(api):
         return store, task(x).result()
 
     assert main.invoke(1) == (None, ("task", None))
+
+
+def test_a_tasks_config_names_the_task_as_its_node(api):
+    task = api.shared(node_of_a_task)
+
+    @api.entrypoint()
+    def main(x, config):
+        return config["metadata"]["langgraph_node"], task(x).result()
+
+    assert main.invoke(1) == ("main", "node_of_a_task")

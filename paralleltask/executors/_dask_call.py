@@ -48,6 +48,7 @@ def run_call(
     if task.is_async:
         return asyncio.run(_run_async(task, info, arguments, call_id, topic))
     run = _run_of(info, arguments, call_id, topic)
+    run.task_name = task.name  # (an entrypoint invoked in it runs inline: no pool here)
     args, kwargs = arguments[0], arguments[1]
     tokens = _context.enter(run)
     try:
@@ -64,6 +65,7 @@ def run_call(
 
 async def _run_async(task, info, arguments, call_id: int, topic: str | None) -> tuple[int, Any]:
     run = _run_of(info, arguments, call_id, topic, asyncio.get_running_loop())
+    run.task_name = task.name
     _context.enter(run)  # this asyncio.run's own context
     progress = None
     if task.timeout is not None:  # enforced here: the parent cannot reach into Dask
@@ -89,9 +91,7 @@ def _run_of(info, arguments, call_id: int, topic: str | None, loop=None):
     modes = info.worker_modes()
     sink = _EventSink(modes, topic, call_id) if modes and topic else None
     scratch = arguments[2] if len(arguments) > 2 else None
-    run = Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
-    run.in_task = True  # an entrypoint invoked here runs inline: no pool in a Dask worker
-    return run
+    return Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
 
 
 def _outcome(value: Any) -> tuple[int, Any]:
