@@ -242,3 +242,79 @@ def test_timeout_error_matches_langgraph_node_timeout_error():
     assert str(ours) == str(theirs)
     for field in ("node", "timeout", "run_timeout", "idle_timeout", "elapsed", "kind"):
         assert getattr(ours, field) == getattr(theirs, field)
+
+
+# -- what goes wrong in the parent while a result is delivered ---------------------------
+
+
+class ExitsWhenLoaded:
+    """A result whose unpickling, in the parent, raises SystemExit."""
+
+    def __reduce__(self):
+        return _exit_now, ()
+
+
+def _exit_now():
+    raise SystemExit("not here")
+
+
+@task
+def returns_trouble(_):
+    return ExitsWhenLoaded()
+
+
+@task
+def cached_square(x):
+    return x * x
+
+
+@task
+def slow_square(x):
+    time.sleep(0.3)
+    return x * x
+
+
+@pytest.mark.timeout(60)
+def test_a_result_that_raises_system_exit_when_loaded_fails_only_its_call():
+    @entrypoint()
+    def main(n):
+        trouble = returns_trouble(0)
+        squares = [cached_square(i) for i in range(n)]
+        return trouble.exception(), [f.result() for f in squares]
+
+    error, squares = main.invoke(4)
+    assert isinstance(error, SerializationError)
+    assert "could not be unpickled in the parent" in str(error)
+    assert squares == [0, 1, 4, 9]
+    assert main.invoke(2)[1] == [0, 1]  # the pool's dispatcher lives on
+
+
+@pytest.mark.timeout(60)
+def test_a_cache_that_cannot_store_fails_the_call_instead_of_hanging_it():
+    from paralleltask import CachePolicy, MemoryStore
+
+    class FullDisk(MemoryStore):
+        def cache_put(self, *args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+    cached = task(cached_square.func, cache_policy=CachePolicy())
+
+    @entrypoint(cache=FullDisk())
+    def main(n):
+        return [f.result() for f in [cached(i) for i in range(n)]]
+
+    with pytest.raises(OSError, match="No space left on device"):
+        main.invoke(3)
+
+
+@pytest.mark.timeout(60)
+def test_a_done_callback_that_raises_system_exit_stops_no_other_call():
+    @entrypoint()
+    def main(n):
+        first = slow_square(0)  # still running when its callback is added
+        first.add_done_callback(lambda _: _exit_now())
+        futures = [first, *(cached_square(i) for i in range(1, n))]
+        return [f.result() for f in futures]
+
+    assert main.invoke(6) == [0, 1, 4, 9, 16, 25]
+    assert main.invoke(2) == [0, 1]

@@ -470,7 +470,7 @@ class WorkerPool:
                 hold_wakeups()  # a stream's consumer wakes once for many chunks
                 try:
                     self._handle(events)
-                except Exception:  # a bug must not stop the dispatcher: every run would hang
+                except BaseException:  # nothing may stop the dispatcher: every run would hang
                     traceback.print_exc()
                 finally:
                     holding = release_wakeups()
@@ -754,7 +754,7 @@ def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, A
     if status == OK:
         try:
             return True, serde.loads(blob)
-        except Exception as exc:
+        except BaseException as exc:  # (a __setstate__ may raise anything)
             return False, SerializationError(
                 f"Task {name!r}: its result could not be unpickled in the parent: "
                 f"{type(exc).__name__}: {exc}",
@@ -771,7 +771,7 @@ def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, A
                 f"Traceback in the worker:\n{lost.traceback_text}",
                 task=name,
             )
-        except Exception as exc:
+        except BaseException as exc:
             return False, SerializationError(
                 f"Task {name!r} raised an exception that could not be unpickled in the "
                 f"parent: {type(exc).__name__}: {exc}",

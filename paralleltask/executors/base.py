@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import functools
 import itertools
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._retry import call_later, retry_delay
@@ -84,7 +85,21 @@ class CallItem:
 
     def deliver(self, ok: bool, value: Any) -> None:
         """An attempt ended: retry it if a policy says so, else report it to the run's
-        stream and resolve the caller's future with a result (``ok``) or an exception."""
+        stream and resolve the caller's future with a result (``ok``) or an exception.
+
+        Never raises: what fails on the way (a store that cannot record the result, a
+        broken stream) becomes the call's error, so no future is left unresolved; an
+        error from the caller's own done-callback is printed, as a thread prints it.
+        """
+        try:
+            self._deliver(ok, value)
+        except BaseException as error:
+            if self.future.done():
+                traceback.print_exc()
+            else:
+                self.resolve(False, error)
+
+    def _deliver(self, ok: bool, value: Any) -> None:
         run = self.run
         if self.future.done():  # cancelled by the caller, or stopped with its run
             self.settled = True
