@@ -268,12 +268,6 @@ def cached_square(x):
     return x * x
 
 
-@task
-def slow_square(x):
-    time.sleep(0.3)
-    return x * x
-
-
 @pytest.mark.timeout(60)
 def test_a_result_that_raises_system_exit_when_loaded_fails_only_its_call():
     @entrypoint()
@@ -311,7 +305,7 @@ def test_a_cache_that_cannot_store_fails_the_call_instead_of_hanging_it():
 def test_a_done_callback_that_raises_system_exit_stops_no_other_call():
     @entrypoint()
     def main(n):
-        first = slow_square(0)  # still running when its callback is added
+        first = slow_square(0)  # (0.2 s) still running when its callback is added
         first.add_done_callback(lambda _: _exit_now())
         futures = [first, *(cached_square(i) for i in range(1, n))]
         return [f.result() for f in futures]
