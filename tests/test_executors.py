@@ -102,6 +102,34 @@ def test_initializer_runs_in_each_worker():
         assert main.invoke(0) == "yes"
 
 
+def set_marker_from_list(values):
+    os.environ["PT_TEST_INITIALIZED"] = values[0]
+
+
+def test_handles_with_unhashable_settings_get_their_own_pool_and_release_it():
+    import gc
+
+    from paralleltask.executors import process
+
+    before = len(process._pools)
+    for value in ("a", "b", "c"):  # a list in initargs: no key to share a pool by
+        executor = ProcessExecutor(
+            max_workers=1, initializer=set_marker_from_list, initargs=([value],)
+        )
+        assert facts_on_marker(executor) == value  # never a dropped handle's stale pool
+        del executor
+        gc.collect()
+        assert len(process._pools) == before  # the dropped handle's pool is shut down
+
+
+def facts_on_marker(executor):
+    @entrypoint(executor=executor)
+    def main(_):
+        return initialized_value(0).result()
+
+    return main.invoke(0)
+
+
 def test_failing_initializer_is_a_clear_error():
     executor = ProcessExecutor(max_workers=1, initializer=fail_to_start)
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,15 @@ from .base import CallItem, Executor
 
 _pools: dict[Any, WorkerPool] = {}
 _pools_lock = threading.Lock()
+_unshared_keys = itertools.count()  # never reused, unlike id(): no stale pool for a new handle
+
+
+def _release_pool(key: Any) -> None:
+    """Shut down the pool of a handle nobody holds any more (its own, unshared)."""
+    with _pools_lock:
+        pool = _pools.pop(key, None)
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 class ProcessExecutor(Executor):
@@ -68,8 +79,9 @@ class ProcessExecutor(Executor):
         key: Any = (self.max_workers, initializer, self.initargs, tuple(sorted(self.env.items())))
         try:
             hash(key)
-        except TypeError:
-            key = ("unshared", id(self))  # unhashable settings: a pool of its own
+        except TypeError:  # unhashable settings: a pool of its own, gone with the handle
+            key = ("unshared", next(_unshared_keys))
+            weakref.finalize(self, _release_pool, key)
         self._key = key
         self._pool_ref: WorkerPool | None = None
 
