@@ -9,6 +9,7 @@ storage format: nothing here promises to load bytes written by another version.
 
 from __future__ import annotations
 
+import builtins
 import pickle
 import traceback
 from typing import Any
@@ -163,11 +164,32 @@ def _reduce_exception(exc: BaseException) -> tuple:
     rv = exc.__reduce_ex__(PROTOCOL)
     func, args = rv[0], rv[1]
     state = rv[2] if len(rv) > 2 else None
-    if func is type(exc):
-        # The default reduction calls ``cls(*args)``: that fails when ``__init__`` takes
-        # other arguments than it passes to ``super().__init__``, and runs user code.
+    if _GROUP is not None and isinstance(exc, _GROUP):
+        # Its members go as exceptions of their own: each may need the rebuild below.
+        members = [_portable(member, set()) for member in exc.exceptions]
+        return _rebuild_group, (type(exc), exc.message, members), state
+    if func is type(exc) and not _reduces_itself(type(exc)):
+        # The built-in reduction calls ``cls(*self.args)``: that fails when ``__init__``
+        # takes other arguments than it passes to ``super().__init__``, and runs user code.
         return _rebuild_exception, (func, args), state
     return func, args, state
+
+
+#: BaseExceptionGroup (Python 3.11+), or None.
+_GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)
+
+
+def _reduces_itself(cls: type) -> bool:
+    """True if the class (not a built-in base) says how to rebuild it, as
+    ``json.JSONDecodeError`` does with its constructor's arguments."""
+    for klass in cls.__mro__:
+        if "__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass):
+            return klass.__module__ != "builtins"
+    return False
+
+
+def _rebuild_group(cls: type, message: str, members: list) -> BaseException:
+    return cls.__new__(cls, message, [_rebuilt(member) for member in members])
 
 
 def _rebuild_exception(cls: type, args: tuple) -> BaseException:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
+import sys
 import time
 import traceback
 
@@ -312,3 +314,54 @@ def test_a_done_callback_that_raises_system_exit_stops_no_other_call():
 
     assert main.invoke(6) == [0, 1, 4, 9, 16, 25]
     assert main.invoke(2) == [0, 1]
+
+
+# -- exceptions that say how to rebuild them, and groups ----------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status, body):
+        super().__init__(f"{status}: {body}")
+        self.status = status
+
+
+@task
+def parse_bad_json(_):
+    import json
+
+    return json.loads("{bad")
+
+
+@task
+async def fails_in_a_task_group(_):
+    async def call_api():
+        raise ApiError(500, "oops")
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(call_api())
+
+
+def test_an_exception_with_its_own_reduce_keeps_its_message_and_fields():
+    import json
+
+    @entrypoint()
+    def main(_):
+        return parse_bad_json(0).result()
+
+    with pytest.raises(json.JSONDecodeError) as caught:
+        main.invoke(0)
+    assert str(caught.value).startswith("Expecting property name enclosed in double quotes")
+    assert (caught.value.pos, caught.value.lineno, caught.value.colno) == (1, 1, 2)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11+")
+def test_an_exception_group_keeps_members_whose_init_takes_other_arguments():
+    @entrypoint()
+    async def main(_):
+        return await fails_in_a_task_group(0)
+
+    with pytest.raises(builtins.ExceptionGroup) as caught:
+        asyncio.run(main.ainvoke(0))
+    [member] = caught.value.exceptions
+    assert isinstance(member, ApiError)
+    assert (str(member), member.status) == ("500: oops", 500)
