@@ -2,8 +2,9 @@
 
 Two threads. A reader thread drains the pipe into an inbox as soon as bytes arrive, so
 the parent's writes never wait on a busy worker, and handles cancellations at once.
-The main thread runs the calls: sync ones in turn, async ones on an event loop in a
-third thread (started on the first async call) where many run concurrently. Every
+The main thread runs the sync calls in turn; the reader starts async ones at once on an
+event loop in a third thread (started on the first async call), where many run
+concurrently, even while a sync call holds the main thread. Every
 outcome goes back on the same pipe under one lock.
 
 The worker ignores SIGINT (Ctrl-C is the parent's to handle) and exits when its pipe
@@ -98,6 +99,7 @@ class _Worker:
         self.send_lock = threading.Lock()
         self.functions: dict[int, Any] = {}
         self.runs: dict[int, Any] = {}
+        self.runs_lock = threading.Lock()
         self.inline = InlineExecutor()  # the executor of every nested run in this worker
         self.loop: asyncio.AbstractEventLoop | None = None
         self.async_tasks: dict[int, asyncio.Task] = {}
@@ -137,7 +139,10 @@ class _Worker:
                     with self.calls_lock:
                         self.queued.update(item[0] for item in message[1])
                     for item in message[1]:
-                        self.inbox.put(item)
+                        if item[4]:  # async: onto the event loop now, not behind a sync call
+                            self._start_call(*item)
+                        else:
+                            self.inbox.put(item)
                 elif message[0] == CANCEL:
                     self._cancel(message[1])
                 elif message[0] == ANSWER:
@@ -194,12 +199,15 @@ class _Worker:
             self._run_sync(call_id, task, arguments, info)
 
     def _run_info(self, run_id: int, run_blob: bytes) -> Any:
-        """The run a call belongs to, unpickled once per run (the last few are kept)."""
+        """The run a call belongs to, unpickled once per run (the last few are kept).
+        Called by the runner (sync calls) and the reader (async calls)."""
         info = self.runs.get(run_id)
         if info is None:
-            info = self.runs[run_id] = serde.loads(run_blob)
-            while len(self.runs) > RUNS_KEPT:
-                del self.runs[next(iter(self.runs))]
+            info = serde.loads(run_blob)
+            with self.runs_lock:
+                self.runs[run_id] = info
+                while len(self.runs) > RUNS_KEPT:
+                    del self.runs[next(iter(self.runs))]
         return info
 
     def _heartbeat(self, call_id: int, policy: Any):

@@ -210,3 +210,40 @@ def test_a_run_context_that_will_not_pickle_fails_at_the_call():
     with pytest.raises(SerializationError, match="its config, context or retry policies"):
         main.invoke(0, context={"lock": threading.Lock()})
     assert main.invoke(0)[0] != os.getpid()  # the pool is untouched
+
+
+@task
+def hold_the_worker(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "held"
+
+
+@task
+async def nap(seconds):
+    import asyncio
+    import time
+
+    await asyncio.sleep(seconds)
+    return time.monotonic()
+
+
+@pytest.mark.timeout(60)
+def test_async_calls_start_at_once_on_a_worker_busy_with_a_sync_call():
+    import asyncio
+    import time
+
+    with ProcessExecutor(max_workers=1) as executor:
+
+        @entrypoint(executor=executor)
+        async def main(_):
+            held = hold_the_worker(1.5)
+            await asyncio.sleep(0.2)  # the sync call is running on the only worker
+            started = time.monotonic()
+            finished = await asyncio.gather(*(nap(0.1) for _ in range(3)))
+            return [end - started for end in finished], await held
+
+        naps, held = asyncio.run(main.ainvoke(0))
+        assert held == "held"
+        assert max(naps) < 1.0, naps  # not behind the 1.5 s sync call
