@@ -36,7 +36,7 @@ from ._retry import as_policies, retry_delay
 from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
 from .errors import EmptyInputError, GraphInterrupt, InvalidUpdateError
-from .executors.base import Executor
+from .executors.base import Executor, raised_by_a_task
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
@@ -488,7 +488,7 @@ class Entrypoint:
 
     def _raising(self, run: Run, exc: BaseException) -> None:
         if run.thread is not None:
-            if isinstance(exc, Exception):
+            if _is_a_failure(exc):
                 run.thread.failed(exc)
             else:  # Ctrl-C: what finished is kept, the stopped calls are not errors
                 run.thread.close()
@@ -644,10 +644,16 @@ class Entrypoint:
         return f"<entrypoint {self.name!r}>"
 
 
+def _is_a_failure(exc: BaseException) -> bool:
+    """An error of the run's code (an Exception, or SystemExit & co. raised by a
+    task); not a Ctrl-C, which stops the run where it is."""
+    return isinstance(exc, Exception) or raised_by_a_task(exc)
+
+
 def _end_failed_sync(run: Run, exc: BaseException) -> None:
     # LangGraph lets a failed body's task calls finish before it raises; Ctrl-C
-    # (or any BaseException that is not an Exception) stops them instead.
-    if isinstance(exc, Exception):
+    # (a KeyboardInterrupt, or a SystemExit, not raised by a task) stops them instead.
+    if _is_a_failure(exc):
         try:
             run.wait_outstanding()
             return

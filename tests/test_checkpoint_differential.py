@@ -101,6 +101,20 @@ def flaky(folder, x):
 
 
 @paralleltask.task
+def exits(folder, code):
+    raise SystemExit(code)
+
+
+@paralleltask.task
+def slow_inc(folder, x):
+    import time
+
+    time.sleep(0.3)
+    record(folder, "slow_inc")
+    return x + 1
+
+
+@paralleltask.task
 def read_arg(folder, x):
     record(folder, "read")
     with open(os.path.join(folder, "ARG")) as f:
@@ -423,6 +437,21 @@ def test_a_failed_run_leaves_the_entrypoint_pending_with_its_error(api, folder):
     ]
     assert type(state.tasks[0].error) is str
     assert counts(folder) == {"flaky": 1, "inc": 2}
+
+
+def test_a_task_raising_system_exit_fails_the_run_like_any_error(api, folder):
+    exits_, slow_inc_ = api.shared(exits), api.shared(slow_inc)
+
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(x):
+        later = slow_inc_(folder, x)
+        return exits_(folder, 4).result(), later.result()
+
+    with pytest.raises(SystemExit) as caught:
+        main.invoke(1, thread())
+    assert caught.value.code == 4
+    assert count(folder, "slow_inc") == 1  # its sibling finished, as after any error
+    assert [t.error for t in main.get_state(thread()).tasks] == ["SystemExit(4)"]
 
 
 def test_resume_after_a_failure_reruns_only_the_failed_task(api, folder):

@@ -107,9 +107,11 @@ class CallItem:
                 run.cancel_settled(self)
             return
         if not ok and value is not CANCELLED and run is not None and not _pauses(value):
-            if self._retried(value):
+            if not isinstance(value, Exception):
+                mark_raised_by_a_task(value)  # SystemExit & co.: a task's, not a Ctrl-C
+            elif self._retried(value):
                 return
-            if hasattr(value, "add_note"):  # as LangGraph notes it
+            if isinstance(value, Exception) and hasattr(value, "add_note"):  # as LangGraph
                 task_id = call_task_id(self)
                 value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
         if ok and self.cache_key is not None:
@@ -152,6 +154,20 @@ class CallItem:
             _cancel_future(future)
         else:
             future.set_exception(value)
+
+
+def mark_raised_by_a_task(error: BaseException) -> None:
+    """A BaseException that is not an Exception (SystemExit, KeyboardInterrupt...) came
+    from task code: a body that re-raises it fails like any failed body (its other calls
+    finish, its checkpoint keeps the error), unlike a Ctrl-C."""
+    try:
+        error._paralleltask_raised_by_a_task = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type without a __dict__
+        pass
+
+
+def raised_by_a_task(error: BaseException) -> bool:
+    return getattr(error, "_paralleltask_raised_by_a_task", False)
 
 
 def _pauses(error: BaseException) -> bool:
