@@ -145,9 +145,10 @@ def test_bad_max_workers_refused(bad):
         ProcessExecutor(max_workers=bad)
 
 
-def test_bad_thread_max_workers_refused():
-    with pytest.raises(ValueError, match="max_workers"):
-        ThreadExecutor(max_workers=0)
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_bad_thread_max_workers_refused(bad):
+    with pytest.raises(ValueError, match="max_workers must be a positive int"):
+        ThreadExecutor(max_workers=bad)
 
 
 def test_local_executors_as_context_managers():

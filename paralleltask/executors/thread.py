@@ -20,7 +20,9 @@ class ThreadExecutor(Executor):
     """
 
     def __init__(self, max_workers: int | None = None, *, serialize: bool = True) -> None:
-        if max_workers is not None and max_workers <= 0:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
+        ):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         self.max_workers = max_workers
         self.serializes = serialize
