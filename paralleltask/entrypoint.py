@@ -30,6 +30,7 @@ from ._checkpoint import (
     thread_id_of,
     update,
 )
+from ._compat import drop_inert_run_options, refuse_unknown, renamed
 from ._inject import injected_parameters, injections
 from ._interrupt import Scratch
 from ._retry import as_policies, retry_delay
@@ -70,7 +71,11 @@ class entrypoint:
         retry_policy: Any = None,
         timeout: Any = None,
         executor: Executor | None = None,
+        **deprecated: Any,
     ) -> None:
+        context_schema = renamed(deprecated, "config_schema", "context_schema", context_schema)
+        retry_policy = renamed(deprecated, "retry", "retry_policy", retry_policy)
+        refuse_unknown("entrypoint", deprecated)
         refuse("entrypoint", store=store)
         self.timeout = as_timeout_policy(timeout)
         for role, value in (("checkpointer", checkpointer), ("cache", cache)):
@@ -161,7 +166,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` and return what it returns; with another
         ``stream_mode`` than ``"values"``, the list of chunks ``stream()`` would yield."""
-        durability = self._check_call(config, durability, kwargs)
+        durability = self._check_call("invoke", config, durability, kwargs)
         self._refuse_sync_of_async()
         if stream_mode != "values":
             stream = self.stream(
@@ -196,7 +201,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` on the caller's event loop; a sync body runs in a
         thread of the loop's default executor, as LangGraph runs it."""
-        durability = self._check_call(config, durability, kwargs)
+        durability = self._check_call("ainvoke", config, durability, kwargs)
         if stream_mode != "values":
             stream = self.astream(
                 input,
@@ -225,7 +230,7 @@ class Entrypoint:
     ) -> Iterator[Any]:
         """Yield the run's chunks as they happen (``"updates"`` by default), in
         LangGraph's shapes; the body runs in a thread of its own meanwhile."""
-        durability = self._check_call(config, durability, kwargs)
+        durability = self._check_call("stream", config, durability, kwargs)
         self._refuse_sync_of_async()
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_sync(input, config, context, modes, single, version, durability)
@@ -243,7 +248,7 @@ class Entrypoint:
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Yield the run's chunks as they happen, on the caller's event loop."""
-        durability = self._check_call(config, durability, kwargs)
+        durability = self._check_call("astream", config, durability, kwargs)
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_async(input, config, context, modes, single, version, durability)
 
@@ -527,7 +532,7 @@ class Entrypoint:
                 "API (ainvoke, astream, etc.)"
             )
 
-    def _check_call(self, config, durability, kwargs) -> str | None:
+    def _check_call(self, method, config, durability, kwargs) -> str | None:
         """Refuse what the call cannot mean; its durability (LangGraph's deprecated
         ``checkpoint_during=`` still names one)."""
         checkpoint_during = kwargs.pop("checkpoint_during", None)
@@ -547,9 +552,10 @@ class Entrypoint:
         check_durability(durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
+        drop_inert_run_options(f"{self.name}.{method}", kwargs)
         if kwargs:
             raise TypeError(
-                f"{self.name}.invoke() got unsupported keyword arguments: {sorted(kwargs)}"
+                f"{self.name}.{method}() got unsupported keyword arguments: {sorted(kwargs)}"
             )
         return durability
 

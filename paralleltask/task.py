@@ -13,6 +13,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from . import _context, serde
 from ._cache import as_cache_policy, identity_prefix
+from ._compat import refuse_unknown, renamed
 from ._inject import injected_parameters
 from ._retry import as_policies
 from ._timeout import as_timeout_policy
@@ -191,6 +192,7 @@ def task(
     retry_policy: Any = None,
     cache_policy: Any = None,
     timeout: Any = None,
+    **deprecated: Any,
 ) -> Any:
     """Make ``func`` a task, as ``langgraph.func.task`` does: bare (``@task``) or
     called (``@task(name=...)``), for sync and async functions.
@@ -202,8 +204,11 @@ def task(
 
     A call inside an entrypoint returns a future (``concurrent.futures.Future`` in a
     sync entrypoint, ``asyncio.Future`` in an async one) and runs on the entrypoint's
-    executor, by default a warm pool of worker processes.
+    executor, by default a warm pool of worker processes. (LangGraph's deprecated
+    ``retry=`` still names the retry policy.)
     """
+    retry_policy = renamed(deprecated, "retry", "retry_policy", retry_policy)
+    refuse_unknown("task", deprecated)
     timeout_policy = as_timeout_policy(timeout)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"task name must be a str, got {name!r}")

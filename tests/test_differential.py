@@ -94,6 +94,16 @@ def node_of_a_task(x, config):
     return config["metadata"]["langgraph_node"]
 
 
+@paralleltask.task
+def fails_once(marker):
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ValueError("first attempt")
+    return "second attempt"
+
+
 class CodedError(Exception):
     """An exception whose ``__init__`` takes other arguments than its ``args``."""
 
@@ -968,3 +978,28 @@ def test_a_tasks_config_names_the_task_as_its_node(api):
         return config["metadata"]["langgraph_node"], task(x).result()
 
     assert main.invoke(1) == ("main", "node_of_a_task")
+
+
+def test_deprecated_decorator_keywords_still_work_with_a_warning(api, tmp_path):
+    policy = api.RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=False)
+    policy = policy._replace(retry_on=ValueError)
+    with pytest.warns(DeprecationWarning, match="`retry` is deprecated"):
+        retried = api.task(retry=policy)(fails_once.func)
+    with pytest.warns(DeprecationWarning, match="`config_schema` is deprecated"):
+
+        @api.entrypoint(config_schema=UserContext)
+        def main(marker, runtime):
+            return retried(marker).result(), runtime.context
+
+    marker = str(tmp_path / "attempted")
+    assert main.invoke(marker, context={"user": "u"}) == ("second attempt", UserContext("u"))
+
+
+def test_langgraph_run_options_at_their_off_values_are_accepted(api):
+    @api.entrypoint()
+    def main(x):
+        return x + 1
+
+    off = {"debug": False, "interrupt_before": None, "interrupt_after": None, "output_keys": None}
+    assert main.invoke(1, print_mode=(), **off) == 2
+    assert list(main.stream(1, **off)) == [{"main": 2}]

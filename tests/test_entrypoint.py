@@ -261,3 +261,25 @@ def test_cancelling_a_running_async_task_cancels_it():
     started = time.perf_counter()
     assert asyncio.run(main.ainvoke(0)) == (True, "fast")
     assert time.perf_counter() - started < 3
+
+
+def test_langgraph_run_options_that_ask_for_something_are_refused_by_name():
+    @entrypoint(executor=InlineExecutor())
+    def main(x):
+        return x
+
+    debug = r"main\.stream\(debug=True\).*stream_mode='debug'"
+    with pytest.raises(NotImplementedError, match=debug):
+        list(main.stream(1, debug=True))
+    with pytest.raises(NotImplementedError, match=r"main\.invoke\(interrupt_before=\['main'\]\)"):
+        main.invoke(1, interrupt_before=["main"])
+    with pytest.raises(TypeError, match=r"main\.ainvoke\(\) got unsupported keyword arguments"):
+        asyncio.run(main.ainvoke(1, colour="red"))
+
+
+def test_unknown_decorator_keywords_are_refused():
+    unknown = r"task\(\) got unexpected keyword arguments: \['retries'\]"
+    with pytest.raises(TypeError, match=unknown):
+        task(retries=3)
+    with pytest.raises(TypeError, match=r"entrypoint\(\) got unexpected keyword arguments"):
+        entrypoint(checkpoint=None)
