@@ -552,6 +552,9 @@ class Entrypoint:
         check_durability(durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
+        limit = (config or {}).get("recursion_limit")
+        if limit is not None and limit < 1:  # (a str fails this comparison: TypeError)
+            raise ValueError("recursion_limit must be at least 1")
         drop_inert_run_options(f"{self.name}.{method}", kwargs)
         if kwargs:
             raise TypeError(

@@ -1003,3 +1003,16 @@ def test_langgraph_run_options_at_their_off_values_are_accepted(api):
     off = {"debug": False, "interrupt_before": None, "interrupt_after": None, "output_keys": None}
     assert main.invoke(1, print_mode=(), **off) == 2
     assert list(main.stream(1, **off)) == [{"main": 2}]
+
+
+def test_recursion_limit_below_one_is_refused(api):
+    @api.entrypoint()
+    def main(x):
+        return x
+
+    for limit in (0, -1):
+        with pytest.raises(ValueError, match="recursion_limit must be at least 1"):
+            main.invoke(1, {"recursion_limit": limit})
+    with pytest.raises(TypeError):
+        main.invoke(1, {"recursion_limit": "x"})
+    assert main.invoke(1, {"recursion_limit": 5}) == 1
