@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import contextvars
 import dataclasses
 import functools
@@ -562,6 +563,58 @@ class Entrypoint:
             )
         return durability
 
+    # -- many inputs (LangChain's Runnable.batch, which LangGraph's entrypoints have) --
+
+    def batch(
+        self,
+        inputs: list[Any],
+        config: dict[str, Any] | list[dict[str, Any]] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``invoke`` each input, runs side by side (their task calls share the pool),
+        results in input order. With ``return_exceptions`` a failed run gives its
+        exception in its place; else the first failure is raised. ``config``: one for
+        all, or one per input; its ``max_concurrency`` caps the runs at once."""
+        configs = _batch_configs(inputs, config)
+        if not inputs:
+            return []
+
+        def one(pair: tuple[Any, Any]) -> Any:
+            try:
+                return self.invoke(pair[0], pair[1], **kwargs)
+            except Exception as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        most = (configs[0] or {}).get("max_concurrency") or min(32, len(inputs))
+        with cf.ThreadPoolExecutor(most, thread_name_prefix=f"paralleltask-{self.name}") as runs:
+            return list(runs.map(one, zip(inputs, configs, strict=True)))
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: dict[str, Any] | list[dict[str, Any]] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """``ainvoke`` each input concurrently on the caller's loop (see :meth:`batch`)."""
+        configs = _batch_configs(inputs, config)
+        most = (configs[0] or {}).get("max_concurrency") if configs else None
+        gate = asyncio.Semaphore(most) if most else None
+
+        async def one(input: Any, config: Any) -> Any:
+            if gate is None:
+                return await self.ainvoke(input, config, **kwargs)
+            async with gate:
+                return await self.ainvoke(input, config, **kwargs)
+
+        runs = [one(input, config) for input, config in zip(inputs, configs, strict=True)]
+        return await asyncio.gather(*runs, return_exceptions=return_exceptions)
+
     # -- LangGraph's state methods --------------------------------------------------
 
     def _checkpoints(self) -> Store:
@@ -702,6 +755,17 @@ def _entry_finished(sink: Sink | None, value: Any) -> None:
     """Every call has finished: the run's ``values`` chunk."""
     if sink is not None:
         sink.emit("values", value)
+
+
+def _batch_configs(inputs: list, config: Any) -> list:
+    if isinstance(config, list):
+        if len(config) != len(inputs):
+            raise ValueError(
+                "config must be a list of the same length as inputs, but got "
+                f"{len(config)} configs for {len(inputs)} inputs"
+            )
+        return config
+    return [config] * len(inputs)
 
 
 def _coerced_context(schema: Any, context: Any) -> Any:

@@ -1016,3 +1016,27 @@ def test_recursion_limit_below_one_is_refused(api):
     with pytest.raises(TypeError):
         main.invoke(1, {"recursion_limit": "x"})
     assert main.invoke(1, {"recursion_limit": 5}) == 1
+
+
+def test_batch_invokes_each_input_and_keeps_their_order(api):
+    twice = api.shared(double)
+
+    @api.entrypoint()
+    def main(x):
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        return twice(x).result()
+
+    assert main.batch([1, 2, 3, 4, 5]) == [2, 4, 6, 8, 10]
+    assert main.batch([]) == []
+    out = main.batch([1, -1, 2], return_exceptions=True)
+    assert out[0] == 2 and out[2] == 4
+    assert isinstance(out[1], ValueError) and str(out[1]) == "negative: -1"
+    with pytest.raises(ValueError, match="negative: -1"):
+        main.batch([1, -1])
+    assert main.batch([1, 2], [{"tags": ["a"]}, {"tags": ["b"]}]) == [2, 4]
+    with pytest.raises(ValueError, match="got 1 configs for 2 inputs"):
+        main.batch([1, 2], [{"tags": ["a"]}])
+    assert asyncio.run(main.abatch([3, 4])) == [6, 8]
+    out = asyncio.run(main.abatch([-2, 5], return_exceptions=True))
+    assert isinstance(out[0], ValueError) and out[1] == 10

@@ -283,3 +283,22 @@ def test_unknown_decorator_keywords_are_refused():
         task(retries=3)
     with pytest.raises(TypeError, match=r"entrypoint\(\) got unexpected keyword arguments"):
         entrypoint(checkpoint=None)
+
+
+def test_batch_max_concurrency_caps_the_runs_at_once():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    @entrypoint(executor=InlineExecutor())
+    def main(x):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return x
+
+    assert main.batch(list(range(6)), {"max_concurrency": 2}) == list(range(6))
+    assert most[0] <= 2
+    assert asyncio.run(main.abatch([1, 2, 3], {"max_concurrency": 1})) == [1, 2, 3]
