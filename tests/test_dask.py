@@ -73,6 +73,14 @@ def _mark(folder: str, name: str) -> None:
     Path(folder, name).touch()
 
 
+@task
+def hold(folder: str, name: str, seconds: float) -> str:
+    """Sleep ``seconds``, then leave a mark named ``name`` in ``folder``."""
+    time.sleep(seconds)
+    _mark(folder, name)
+    return name
+
+
 def _marks(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -241,12 +249,6 @@ def test_a_failed_run_resumes_without_redoing_finished_calls(dask_executor, tmp_
 
 
 def test_a_cancelled_call_that_dask_has_not_started_never_runs(dask_executor, tmp_path):
-    @task
-    def hold(folder: str, name: str, seconds: float) -> str:
-        time.sleep(seconds)
-        _mark(folder, name)
-        return name
-
     @entrypoint(executor=dask_executor)
     def job(folder: str) -> tuple:
         busy = [hold(folder, f"busy-{i}", 0.5) for i in range(2)]  # both workers
@@ -364,12 +366,6 @@ def test_bad_arguments_are_refused_clearly(argument, error, message):
 
 def test_shutdown_without_waiting_cancels_what_dask_still_holds(client, tmp_path):
     executor = DaskExecutor(client)
-
-    @task
-    def hold(folder: str, name: str, seconds: float) -> str:
-        time.sleep(seconds)
-        _mark(folder, name)
-        return name
 
     @entrypoint(executor=executor)
     def job(folder: str) -> list[str]:
