@@ -415,14 +415,20 @@ class Entrypoint:
             return None
         durability = check_durability(durability)
         thread_id = thread_id_of(config)
-        if (config.get("configurable") or {}).get("checkpoint_id"):
+        checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+        if checkpoint_id and not self._is_latest(thread_id, checkpoint_id):
             raise NotImplementedError(
                 "invoke() from a given checkpoint_id (time travel) is not supported: "
                 "paralleltask resumes a thread from its latest checkpoint; leave "
-                "checkpoint_id out of the config"
+                "checkpoint_id out of the config (or give the latest one's)"
             )
         metadata = config_metadata(config)
         return ThreadRun(self.checkpointer, thread_id, self.name, durability, sink, metadata)
+
+    def _is_latest(self, thread_id: str, checkpoint_id: str) -> bool:
+        """``checkpoint_id`` is the thread's latest (a state's config, say): no travel."""
+        latest = self.checkpointer.checkpoint_get(thread_id)
+        return latest is not None and latest["checkpoint_id"] == checkpoint_id
 
     def _begin(self, run: Run, input: Any) -> Start:
         """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""

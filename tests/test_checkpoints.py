@@ -195,6 +195,15 @@ def test_a_checkpoint_id_in_invoke_is_refused_not_ignored():
     config = {"configurable": {"thread_id": "t", "checkpoint_id": "x"}}
     with pytest.raises(NotImplementedError, match="time travel"):
         main.invoke(1, config)
+    thread = {"configurable": {"thread_id": "t"}}
+    main.invoke(1, thread)
+    older = main.get_state(thread).config
+    main.invoke(2, thread)
+    with pytest.raises(NotImplementedError, match="time travel"):
+        main.invoke(3, older)
+    # The latest checkpoint's own config (a state's, say) is no travel: it runs.
+    assert main.invoke(3, main.get_state(thread).config) == 3
+    assert main.get_state(thread).values == 3
 
 
 def test_get_state_of_a_given_checkpoint_id():
