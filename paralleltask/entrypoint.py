@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextvars
+import copy
 import dataclasses
 import functools
 import inspect
@@ -150,7 +151,15 @@ class Entrypoint:
             raise sync_refused(self.name, "Node", "An entrypoint body runs in the caller")
         self.timeout = timeout
         self._injected = injected_parameters(func, skip_first=True)
+        self._bound_config: dict[str, Any] | None = None  # see with_config()
         functools.update_wrapper(self, func)
+
+    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> Entrypoint:
+        """A copy whose runs start from ``config`` (``kwargs`` are config keys too), each
+        call's own config merged over it, as LangGraph's ``with_config``."""
+        bound = copy.copy(self)
+        bound._bound_config = _merged_config(self._bound_config, {**(config or {}), **kwargs})
+        return bound
 
     # -- public: running ----------------------------------------------------------
 
@@ -167,7 +176,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` and return what it returns; with another
         ``stream_mode`` than ``"values"``, the list of chunks ``stream()`` would yield."""
-        durability = self._check_call("invoke", config, durability, kwargs)
+        config, durability = self._check_call("invoke", config, durability, kwargs)
         self._refuse_sync_of_async()
         if stream_mode != "values":
             stream = self.stream(
@@ -202,7 +211,7 @@ class Entrypoint:
     ) -> Any:
         """Run the body with ``input`` on the caller's event loop; a sync body runs in a
         thread of the loop's default executor, as LangGraph runs it."""
-        durability = self._check_call("ainvoke", config, durability, kwargs)
+        config, durability = self._check_call("ainvoke", config, durability, kwargs)
         if stream_mode != "values":
             stream = self.astream(
                 input,
@@ -231,7 +240,7 @@ class Entrypoint:
     ) -> Iterator[Any]:
         """Yield the run's chunks as they happen (``"updates"`` by default), in
         LangGraph's shapes; the body runs in a thread of its own meanwhile."""
-        durability = self._check_call("stream", config, durability, kwargs)
+        config, durability = self._check_call("stream", config, durability, kwargs)
         self._refuse_sync_of_async()
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_sync(input, config, context, modes, single, version, durability)
@@ -249,7 +258,7 @@ class Entrypoint:
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Yield the run's chunks as they happen, on the caller's event loop."""
-        durability = self._check_call("astream", config, durability, kwargs)
+        config, durability = self._check_call("astream", config, durability, kwargs)
         modes, single = _stream_options(stream_mode, subgraphs, version)
         return self._stream_async(input, config, context, modes, single, version, durability)
 
@@ -539,9 +548,10 @@ class Entrypoint:
                 "API (ainvoke, astream, etc.)"
             )
 
-    def _check_call(self, method, config, durability, kwargs) -> str | None:
-        """Refuse what the call cannot mean; its durability (LangGraph's deprecated
-        ``checkpoint_during=`` still names one)."""
+    def _check_call(self, method, config, durability, kwargs) -> tuple[Any, str | None]:
+        """Refuse what the call cannot mean; the call's config (over the one bound by
+        :meth:`with_config`) and durability (LangGraph's deprecated ``checkpoint_during=``
+        still names one)."""
         checkpoint_during = kwargs.pop("checkpoint_during", None)
         if checkpoint_during is not None:
             warnings.warn(
@@ -559,6 +569,8 @@ class Entrypoint:
         check_durability(durability)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict (a RunnableConfig), got {config!r}")
+        if self._bound_config is not None:
+            config = _merged_config(self._bound_config, config)
         limit = (config or {}).get("recursion_limit")
         if limit is not None and limit < 1:  # (a str fails this comparison: TypeError)
             raise ValueError("recursion_limit must be at least 1")
@@ -567,7 +579,7 @@ class Entrypoint:
             raise TypeError(
                 f"{self.name}.{method}() got unsupported keyword arguments: {sorted(kwargs)}"
             )
-        return durability
+        return config, durability
 
     # -- many inputs (LangChain's Runnable.batch, which LangGraph's entrypoints have) --
 
@@ -761,6 +773,23 @@ def _entry_finished(sink: Sink | None, value: Any) -> None:
     """Every call has finished: the run's ``values`` chunk."""
     if sink is not None:
         sink.emit("values", value)
+
+
+def _merged_config(base: dict | None, extra: dict | None) -> dict | None:
+    """``extra`` over ``base``, as LangGraph merges configs: ``configurable`` and
+    ``metadata`` key by key, ``tags`` appended (each once), any other key replaced."""
+    if not base:
+        return extra
+    if extra is None:
+        return dict(base)
+    merged = {**base, **extra}
+    for key in ("configurable", "metadata"):
+        if key in base or key in extra:
+            merged[key] = {**(base.get(key) or {}), **(extra.get(key) or {})}
+    if "tags" in base or "tags" in extra:
+        tags = list(base.get("tags") or [])
+        merged["tags"] = tags + [tag for tag in extra.get("tags") or [] if tag not in tags]
+    return merged
 
 
 def _batch_configs(inputs: list, config: Any) -> list:

@@ -1040,3 +1040,27 @@ def test_batch_invokes_each_input_and_keeps_their_order(api):
     assert asyncio.run(main.abatch([3, 4])) == [6, 8]
     out = asyncio.run(main.abatch([-2, 5], return_exceptions=True))
     assert isinstance(out[0], ValueError) and out[1] == 10
+
+
+def test_with_config_binds_a_config_that_each_call_merges_over(api):
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(x, config):
+        metadata = config["metadata"]
+        return {
+            "user": config["configurable"].get("user"),
+            "tags": config.get("tags"),
+            "meta": [metadata.get("a"), metadata.get("b")],
+            "limit": config.get("recursion_limit"),
+        }
+
+    bound = main.with_config(
+        {"configurable": {"thread_id": "w", "user": "u"}, "tags": ["x"], "metadata": {"a": 1}},
+        recursion_limit=7,
+    )
+    assert bound is not main
+    first = {"user": "u", "tags": ["x"], "meta": [1, None], "limit": 7}
+    assert bound.invoke(1) == first
+    call = {"configurable": {"user": "v"}, "tags": ["y"], "metadata": {"b": 2}}
+    assert bound.invoke(1, call) == {"user": "v", "tags": ["x", "y"], "meta": [1, 2], "limit": 7}
+    assert list(bound.stream(1)) == [{"main": first}]
+    assert main.get_state({"configurable": {"thread_id": "w"}}).values == first
