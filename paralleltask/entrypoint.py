@@ -9,9 +9,11 @@ import copy
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from ._checkpoint import (
     as_command,
     check_durability,
     config_metadata,
+    entry_task_id,
     seq_of,
     snapshot,
     snapshot_of,
@@ -51,7 +54,8 @@ R = TypeVar("R")
 S = TypeVar("S")
 
 #: The id of an entrypoint's own task in debug/tasks chunks.
-ENTRYPOINT_TASK_ID = "00000000-0000-0000-0000-000000000000"
+#: Namespace of the entrypoint task ids of runs without a checkpointer.
+_RUN_TASK_IDS = uuid.UUID("5d0c6a52-8f0e-4b9e-9a43-3f7d2c1b6e10")
 
 
 class entrypoint:
@@ -326,12 +330,13 @@ class Entrypoint:
             return hit
         tokens = _context.enter(run)
         try:
-            _entry_started(run.sink, self.name, input)
+            entry_id = self._entry_id(run) if run.sink is not None else ""
+            _entry_started(run.sink, self.name, input, entry_id)
             failures = 0
             while True:
                 try:
                     result = self.func(input, **injections(run, self._injected, {}))
-                    value = _entry_returned(run.sink, self.name, result)
+                    value = _entry_returned(run.sink, self.name, result, entry_id)
                     run.wait_outstanding()
                     break
                 except BaseException as exc:
@@ -377,12 +382,13 @@ class Entrypoint:
             return hit
         tokens = _context.enter(run)
         try:
-            _entry_started(sink, self.name, input)
+            entry_id = self._entry_id(run) if sink is not None else ""
+            _entry_started(sink, self.name, input, entry_id)
             failures = 0
             while True:
                 try:
                     result = await self._attempt(run, input)
-                    value = _entry_returned(sink, self.name, result)
+                    value = _entry_returned(sink, self.name, result, entry_id)
                     await run.await_outstanding()
                     break
                 except BaseException as exc:
@@ -439,6 +445,13 @@ class Entrypoint:
         latest = self.checkpointer.checkpoint_get(thread_id)
         return latest is not None and latest["checkpoint_id"] == checkpoint_id
 
+    def _entry_id(self, run: Run) -> str:
+        """The id of the entrypoint's own task in this run: with a checkpointer, the one
+        its checkpoint and ``get_state`` show (kept when the run resumes), as LangGraph."""
+        if run.thread is not None and run.thread.record:
+            return entry_task_id(run.thread.record, self.name)
+        return str(uuid.uuid5(_RUN_TASK_IDS, f"{os.getpid()}|{run.info.run_id}|{self.name}"))
+
     def _begin(self, run: Run, input: Any) -> Start:
         """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""
         thread = run.thread
@@ -474,7 +487,7 @@ class Entrypoint:
             run.sink.emit("updates", paused)
             run.sink.emit("values", paused)
             pauses = interrupt_dicts(interrupts)
-            run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, None, {}, pauses)
+            run.sink.task_finished(self._entry_id(run), self.name, None, {}, pauses)
         self._flush_cache()
         return {"__interrupt__": interrupts}
 
@@ -515,9 +528,10 @@ class Entrypoint:
                 run.thread.close()
         if isinstance(exc, Exception):
             if hasattr(exc, "add_note"):  # as LangGraph notes it
-                exc.add_note(f"During task with name '{self.name}' and id '{ENTRYPOINT_TASK_ID}'")
+                note = f"During task with name '{self.name}' and id '{self._entry_id(run)}'"
+                exc.add_note(note)
             if run.sink is not None:
-                run.sink.task_finished(ENTRYPOINT_TASK_ID, self.name, exc, {})
+                run.sink.task_finished(self._entry_id(run), self.name, exc, {})
 
     def _executor(self) -> Executor:
         """Where the run's calls go: inline when invoked inside a task (in a worker, or
@@ -754,18 +768,18 @@ async def _end_failed_async(run: Run, exc: BaseException) -> None:
     run.stop()
 
 
-def _entry_started(sink: Sink | None, name: str, input: Any) -> None:
+def _entry_started(sink: Sink | None, name: str, input: Any, entry_id: str) -> None:
     if sink is not None:
-        sink.task_started(ENTRYPOINT_TASK_ID, name, input, START_TRIGGERS)
+        sink.task_started(entry_id, name, input, START_TRIGGERS)
 
 
-def _entry_returned(sink: Sink | None, name: str, result: Any) -> Any:
+def _entry_returned(sink: Sink | None, name: str, result: Any, entry_id: str) -> Any:
     """The body returned: the value for the caller, and the entrypoint's own chunks,
     streamed at once (calls still running stream theirs after), as LangGraph's."""
     value = result.value if isinstance(result, entrypoint.final) else result
     if sink is not None:
         sink.emit("updates", {name: value})
-        sink.task_finished(ENTRYPOINT_TASK_ID, name, None, {"__end__": value})
+        sink.task_finished(entry_id, name, None, {"__end__": value})
     return value
 
 

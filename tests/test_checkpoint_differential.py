@@ -1126,6 +1126,21 @@ def test_an_interrupted_task_streams_no_task_result(api, folder, mode):
     ]
 
 
+def test_the_entrypoints_task_has_one_id_in_the_stream_the_state_and_the_resume(api, folder):
+    main = interrupting_program(api, folder)
+
+    def main_ids(chunks: list) -> set:
+        return {
+            chunk["id"] for mode, chunk in chunks if mode == "tasks" and chunk["name"] == "main"
+        }
+
+    first = main_ids(list(main.stream(1, thread(), stream_mode=["tasks"])))
+    state = main.get_state(thread())
+    assert first == {state.tasks[0].id}
+    resumed = main_ids(list(main.stream(api.Command(resume="y"), thread(), stream_mode=["tasks"])))
+    assert resumed == first
+
+
 def test_async_entrypoint_interrupt_and_resume(api, folder):
     inc_ = api.shared(inc)
     interrupt = api.interrupt
