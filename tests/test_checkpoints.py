@@ -305,3 +305,21 @@ def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch)
     assert failures
     assert job.invoke((str(tmp_path), [4], -1), config) == [16]
     assert job.get_state(config).values == [16]
+
+
+def test_update_state_from_a_checkpoint_the_thread_lacks_is_refused_and_writes_nothing():
+    @entrypoint(checkpointer=MemoryStore(), executor=InlineExecutor())
+    def main(x):
+        return x
+
+    thread = {"configurable": {"thread_id": "t"}}
+    main.invoke(1, thread)
+    before = list(main.get_state_history(thread))
+    other = {"configurable": {"thread_id": "other"}}
+    main.invoke(2, other)
+    foreign = main.get_state(other).config["configurable"]["checkpoint_id"]
+    for checkpoint_id in (foreign, "not-a-checkpoint-id"):
+        config = {"configurable": {"thread_id": "t", "checkpoint_id": checkpoint_id}}
+        with pytest.raises(ValueError, match="checkpoint"):
+            main.update_state(config, 5)
+    assert list(main.get_state_history(thread)) == before
