@@ -5,7 +5,8 @@ and wall time, per call, over many alternated runs of 1 000 identity calls.
 
 Variants, interleaved in every round: ``invoke``; ``stream`` (updates mode, as W2s);
 ``stream, no wake-ups`` (chunks queued, the consumer woken only at the end); ``stream, no
-chunks`` (the stream's set-up without a chunk). Linux only. Figures from one run move by
+chunks`` (the stream's set-up without a chunk); ``invoke in a thread`` (invoke in a thread
+started for it: what a thread per stream would cost). Linux only. Figures from one run move by
 a few percent: compare variants within a run.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 import time
 
 import workloads
@@ -33,6 +35,12 @@ def job(n: int) -> list[int]:
 def _queue_without_waking(sink: StreamSink, mode: str, chunk) -> None:
     if mode in sink.modes:
         sink._queued.append((mode, chunk))
+
+
+def _in_a_thread(func, *args) -> None:
+    thread = threading.Thread(target=func, args=args)
+    thread.start()
+    thread.join()
 
 
 def _seconds_of_cpu(pid: int) -> float:
@@ -56,6 +64,7 @@ def main(calls: int, rounds: int) -> None:
         "stream": (real_emit, lambda: list(job.stream(calls))),
         "stream, no wake-ups": (_queue_without_waking, lambda: list(job.stream(calls))),
         "stream, no chunks": (lambda *_: None, lambda: list(job.stream(calls))),
+        "invoke in a thread": (None, lambda: _in_a_thread(job.invoke, calls)),
     }
     totals = {name: [0.0, 0.0, 0.0] for name in variants}
     for _ in range(rounds):

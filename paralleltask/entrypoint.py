@@ -11,7 +11,6 @@ import functools
 import inspect
 import os
 import sys
-import threading
 import time
 import uuid
 import warnings
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _context
+from ._body_threads import run_body
 from ._cache import as_cache_policy, entry_key, identity_prefix
 from ._checkpoint import (
     BODY,
@@ -290,16 +290,14 @@ class Entrypoint:
             finally:
                 sink.end()
 
-        ctx = contextvars.copy_context()
-        thread = threading.Thread(target=ctx.run, args=(body,), name=f"paralleltask-{self.name}")
-        thread.start()
+        ran = run_body(functools.partial(contextvars.copy_context().run, body))
         try:
             yield from sink.chunks(single, version)
         except BaseException:  # Ctrl-C, or the consumer stopped iterating
             run.stop()
             raise
         finally:
-            thread.join()
+            ran.result()
         if outcome:
             raise outcome[0]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 import pytest
 
 from paralleltask import (
+    InlineExecutor,
     ProcessExecutor,
     ThreadExecutor,
     entrypoint,
@@ -176,3 +178,57 @@ def test_unknown_and_refused_stream_modes():
         main.stream(1, stream_mode="messages")
     with pytest.raises(ValueError, match="version"):
         main.stream(1, version="v3")
+
+
+def test_a_streamed_body_runs_in_a_kept_thread_not_one_per_run():
+    @entrypoint(executor=InlineExecutor())
+    def main(_):
+        return threading.current_thread()
+
+    (first,) = [chunk["main"] for chunk in main.stream(0)]
+    (second,) = [chunk["main"] for chunk in main.stream(0)]
+    assert first is second is not threading.current_thread()
+
+
+def test_streams_at_once_each_get_a_body_thread():
+    # The outer body consumes an inner stream: were the inner body queued behind the
+    # outer one for a thread, this would never end.
+    @entrypoint(executor=InlineExecutor())
+    def inner_job(x):
+        return threading.get_ident()
+
+    @entrypoint(executor=InlineExecutor())
+    def outer_job(x):
+        (inner_thread,) = [chunk["inner_job"] for chunk in inner_job.stream(x)]
+        return inner_thread, threading.get_ident()
+
+    chunks = list(outer_job.stream(0))
+    inner_thread, outer_thread = chunks[-1]["outer_job"]
+    assert inner_thread != outer_thread
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_streams_on_threads_of_its_own():
+    @entrypoint(executor=InlineExecutor())
+    def main(x):
+        return x + 1
+
+    assert list(main.stream(1)) == [{"main": 2}]  # the parent has a kept thread now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its stream ends with the right chunk
+        ok = False
+        try:
+            ok = list(main.stream(2)) == [{"main": 3}]
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's stream hung")
+    assert os.waitstatus_to_exitcode(status) == 0
