@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
                              [--peers serial,ppe,loky,joblib,langgraph,paralleltask]
+                             [--only W2s,W5i]
 
 Peers (each pool created once, warmed, and kept for the whole session):
 
@@ -28,6 +29,12 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
 - W3x  W3 with one call killing its worker ÷ clean W3; recovery after losing every worker.
 - W5   one identity call at a time on a warm pool: the median round trip of 200 calls
        (per round), and its ratio to the stdlib pool's and loky's. Bar: ≤ 300 µs.
+- W5i  one ``invoke`` of an entrypoint whose body runs one task: the median of 200, and
+       its ratio to LangGraph's. Bar: ≤ 0.5x LangGraph.
+- W2s  W2's 1000 calls through ``stream(stream_mode="updates")`` against ``invoke``, in 10
+       adjacent pairs whose order alternates: the median of the per-pair ratios. Bar:
+       ≤ 1.10x (LangGraph's own invoke runs its stream: its ratio shows the noise).
+- W6   1000 hits of a warm cache: µs per hit. Bar: ≤ 10 µs.
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
        wall time of the whole subprocess, and its ratio to the stdlib pool's, loky's and
        LangGraph's (serial: —).
@@ -51,7 +58,8 @@ columns are medians of absolute values, secondary to the ratios. "—": not appl
 measurement. The report also says how much CPU other processes took during the run (and
 warns when they took more than a sliver: on 2 cores that ruins speed-ups). Raw per-round
 metrics go to ``benchmarks/_out/results.json``. Exit status: 0 when every peer ran every
-workload correctly, 1 otherwise.
+workload correctly, 1 otherwise. ``--only`` runs the named workloads alone (to study
+one; its report is not a full run's).
 """
 
 from __future__ import annotations
@@ -179,7 +187,18 @@ class BenchThread:
         return value
 
 
-def build_suite(sizes: Sizes) -> list[Workload]:
+def build_suite(sizes: Sizes, only: set[str] | None = None) -> list[Workload]:
+    suite = _all_workloads(sizes)
+    if only is None:
+        return suite
+    unknown = only - {workload.key for workload in suite}
+    if unknown:
+        known = ",".join(workload.key for workload in suite)
+        raise SystemExit(f"--only: no workload {','.join(sorted(unknown))}; known: {known}")
+    return [workload for workload in suite if workload.key in only]
+
+
+def _all_workloads(sizes: Sizes) -> list[Workload]:
     loops_100ms = workloads.calibrate_loops(0.100)
     w1_loops = round(loops_100ms * sizes.w1_seconds / 0.100)
     w3_loops = round(loops_100ms * sizes.w3_seconds / 0.100)
@@ -352,6 +371,7 @@ def parse_arguments() -> argparse.Namespace:
         default=",".join(all_keys),
         help=f"comma-separated subset of {','.join(all_keys)} (serial always runs)",
     )
+    parser.add_argument("--only", help="comma-separated workload keys (W1,W2s…): these alone")
     return parser.parse_args()
 
 
@@ -364,7 +384,8 @@ def main() -> int:
     machine = machine_description(command.strip())
     foreign_cpu = ForeignCpuMeter()
     bench = BenchThread()
-    suite = bench.call(lambda: build_suite(sizes), sizes.deadline_s)
+    only = set(arguments.only.split(",")) if arguments.only else None
+    suite = bench.call(lambda: build_suite(sizes, only), sizes.deadline_s)
     wanted = {"serial", *arguments.peers.split(",")}
     peers, skipped = start_peers(bench, wanted, sizes.deadline_s)
     for workload in suite:
