@@ -8,6 +8,7 @@ that same round — so the report can take the median of the per-round ratios.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -322,6 +323,7 @@ class StreamingOverhead(Workload):
         for pair in range(self.pairs):
             order = ("invoked", "streamed") if pair % 2 == 0 else ("streamed", "invoked")
             for name in order:
+                gc.collect()  # each run starts from the same heap, whatever ran before it
                 took, results = timed(ways[name], workloads.identity, self.calls)
                 check_equal(results, expected, self.key)
                 seconds[name].append(took)
