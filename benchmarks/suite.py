@@ -295,7 +295,9 @@ class StreamingOverhead(Workload):
     """W2s: W2's calls through ``stream(stream_mode="updates")`` against plain ``invoke``,
     in adjacent pairs (streaming must not slow W2 by more than 10 %).
 
-    A round reports the median of its per-pair ratios, and the pairs alternate their
+    A round runs pairs for a few seconds (a pair of a slow peer takes a second, one of
+    paralleltask's ~70 ms: a fixed count would leave one noisy or the other slow), and
+    reports the median of its per-pair ratios, and the pairs alternate their
     order (invoke first, then stream first): a drift of the machine's speed within a
     round, or what the first run of a pair leaves to the second (garbage, cold caches),
     is then not charged to either side. LangGraph's column is this estimator's noise:
@@ -304,10 +306,13 @@ class StreamingOverhead(Workload):
 
     key = "W2s"
 
-    def __init__(self, count: int, pairs: int = 10):
+    def __init__(self, count: int, seconds: float = 3.0, pairs: tuple[int, int] = (6, 60)):
         self.calls = [(i,) for i in range(count)]
-        self.pairs = pairs
-        self.title = f"{count} identity calls streamed (updates) vs invoked, {pairs} pairs"
+        self.seconds, (self.fewest, self.most) = seconds, pairs
+        self.title = (
+            f"{count} identity calls streamed (updates) vs invoked, in pairs for "
+            f"{seconds:.0f} s a round ({self.fewest}-{self.most} pairs)"
+        )
         self.columns = (
             absolute("ratio", "streamed ÷ invoked", "ratio", "W2s ÷ W2", Bar("≤", 1.10)),
             absolute("streamed_us", "µs/call streamed", "us"),
@@ -320,7 +325,10 @@ class StreamingOverhead(Workload):
         expected = [call[0] for call in self.calls]
         ways = {"invoked": peer.run_all, "streamed": peer.stream_all}
         seconds: dict[str, list[float]] = {name: [] for name in ways}
-        for pair in range(self.pairs):
+        started = perf_counter()
+        for pair in range(self.most):
+            if pair >= self.fewest and perf_counter() - started > self.seconds:
+                break
             order = ("invoked", "streamed") if pair % 2 == 0 else ("streamed", "invoked")
             for name in order:
                 gc.collect()  # each run starts from the same heap, whatever ran before it
@@ -329,6 +337,7 @@ class StreamingOverhead(Workload):
                 seconds[name].append(took)
         ratios = [s / i for s, i in zip(seconds["streamed"], seconds["invoked"], strict=True)]
         return {
+            "pairs": len(ratios),
             "ratio": median(ratios),
             "streamed_us": median(seconds["streamed"]) / len(self.calls) * 1e6,
         }
