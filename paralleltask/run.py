@@ -127,7 +127,8 @@ class Run:
         self.heartbeat: Callable[[], None] = _no_op_heartbeat
         self.task_name: str | None = None  # the run of the code of this task's call
         self._outstanding: dict[Any, CallItem] = {}
-        self._cancelling: dict[CallItem, asyncio.Future] = {}  # cancelled, still stopping
+        # cancelled, still running: an asyncio future in an async run, else a cf.Future
+        self._cancelling: dict[CallItem, Any] = {}
 
     def nested(self, call: CallItem, loop: asyncio.AbstractEventLoop | None = None) -> Run:
         """The run of task calls made inside ``call`` (a running call of this run):
@@ -235,7 +236,9 @@ class Run:
 
     def _forget(self, future: Any) -> None:
         call = self._outstanding.pop(future, None)
-        if call is not None and self.loop is not None and future.cancelled():
+        if call is None or not future.cancelled():
+            return
+        if self.loop is not None:
             # asyncio futures can be cancelled while running: tell the executor, and
             # (where it reports back) let the run's end wait until the call has stopped.
             if call.executor.reports_cancellation:
@@ -243,19 +246,34 @@ class Run:
                 if call.settled:
                     self._cancelling.pop(call, None)
             call.executor.cancel(call)
+        elif call.started:
+            # A sync call cancelled while running runs to its end (TaskFuture.cancel
+            # told its executor): the run's end waits for it, as LangGraph's does.
+            self._cancelling[call] = cf.Future()
+            if call.settled:
+                self._cancelling.pop(call, None)
 
     def cancel_settled(self, call: CallItem) -> None:
         """The executor reported on a cancelled call (from any thread): it has stopped."""
         waiter = self._cancelling.pop(call, None)
-        if waiter is not None:
-            try:
-                self.loop.call_soon_threadsafe(_settle, waiter)
-            except RuntimeError:  # the run's loop is closed: nobody waits any more
-                pass
+        if waiter is None:
+            return
+        if self.loop is None:
+            waiter.set_result(None)
+            return
+        try:
+            self.loop.call_soon_threadsafe(_settle, waiter)
+        except RuntimeError:  # the run's loop is closed: nobody waits any more
+            pass
 
     def wait_outstanding(self) -> None:
-        """Block until every call of this run has finished (a sync run's end)."""
-        while pending := [f for f in list(self._outstanding) if not f.done()]:
+        """Block until every call of this run has finished (a sync run's end), those
+        cancelled while running included."""
+        while True:
+            pending = [f for f in list(self._outstanding) if not f.done()]
+            pending += list(self._cancelling.values())
+            if not pending:
+                return
             cf.wait(pending)
 
     async def await_outstanding(self) -> None:
@@ -276,7 +294,8 @@ class Run:
 
     def stop(self) -> None:
         """Ctrl-C: drop what is queued and stop what runs; nothing waits for them."""
-        calls = list(self._outstanding.values())
+        calls = [*self._outstanding.values(), *self._cancelling]
         self._outstanding.clear()
+        self._cancelling.clear()
         if calls:
             self.executor.stop(calls)

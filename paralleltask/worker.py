@@ -78,6 +78,13 @@ class ForwardingSink(Sink):
             self._worker.send((EVENT, self._call_id, mode, serde.dumps(chunk)))
 
 
+class _Unloadable:
+    """A task function this worker could not unpickle, and why."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 def worker_main(conn, initializer, initargs) -> None:
     """Entry point of a worker process (started by the pool through loky's context)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -178,13 +185,18 @@ class _Worker:
     # -- one call -------------------------------------------------------------------
 
     def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob) -> None:
+        if fn_blob is not None:  # even for a call skipped: the next ones come without it
+            try:
+                self.functions[fn_id] = serde.loads(fn_blob)
+            except Exception as exc:  # kept, so every call of it says why
+                self.functions[fn_id] = _Unloadable(exc)
         if not is_async and not self._begin(call_id):
             self._send_text(call_id, CANCELLED, "")
             return
         try:
-            if fn_blob is not None:
-                self.functions[fn_id] = serde.loads(fn_blob)
             task = self.functions[fn_id]
+            if isinstance(task, _Unloadable):
+                raise task.error
             arguments = serde.loads(args_blob)  # (args, kwargs[, scratch])
             info = self._run_info(run_id, run_blob)
         except Exception as exc:

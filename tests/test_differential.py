@@ -153,6 +153,29 @@ def write_after(path, delay, text):
 
 
 @paralleltask.task
+def start_then_write(started, path, delay, text):
+    Path(started).touch()
+    time.sleep(delay)
+    Path(path).write_text(text)
+    return text
+
+
+@paralleltask.task
+def start_then_fail(started, delay):
+    Path(started).touch()
+    time.sleep(delay)
+    raise ValueError("failed after its cancel")
+
+
+def wait_for(path: Path, seconds: float = 5.0) -> None:
+    """Until ``path`` exists: a task in another process or thread has started."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.005)
+
+
+@paralleltask.task
 async def awrite_after(path, delay, text):
     await asyncio.sleep(delay)
     Path(path).write_text(text)
@@ -716,6 +739,81 @@ def test_async_body_raising_cancels_its_async_tasks(api, request, tmp_path):
     assert info.value.args == ("the body failed",)
     time.sleep(SLEEP + 0.1)
     assert not target.exists()
+
+
+RUNS_AT_ITS_CALL = "the inline executor runs a sync task at its call: done before any cancel"
+
+
+def test_cancelling_a_running_sync_task(api, tmp_path):
+    # LangGraph's task future says cancelled, but the task runs to its end: the run waits
+    # for it and streams its update after the entrypoint's own.
+    if api.impl == INLINE:
+        pytest.skip(RUNS_AT_ITS_CALL)
+    slow = api.shared(start_then_write)
+    seen: dict[str, Any] = {}
+
+    @api.entrypoint()
+    def main(name):
+        future = slow(str(tmp_path / f"{name}.started"), str(tmp_path / name), SLEEP, "ran")
+        wait_for(tmp_path / f"{name}.started")
+        seen["cancel"] = future.cancel()
+        seen["state"] = (future.cancelled(), future.done())
+        try:
+            seen["result"] = future.result()
+        except cf.CancelledError:
+            seen["result"] = "CancelledError"
+        seen["cancel again"] = future.cancel()
+        return "body done"
+
+    assert main.invoke("invoked") == "body done"
+    assert (tmp_path / "invoked").read_text() == "ran"  # the run waited for it
+    assert seen == {
+        "cancel": True,
+        "state": (True, True),
+        "result": "CancelledError",
+        "cancel again": True,
+    }
+    assert list(main.stream("streamed")) == [{"main": "body done"}, {"start_then_write": "ran"}]
+
+
+def test_a_cancelled_running_task_that_fails_does_not_fail_the_run(api, tmp_path):
+    if api.impl == INLINE:
+        pytest.skip(RUNS_AT_ITS_CALL)
+    failing = api.shared(start_then_fail)
+
+    @api.entrypoint()
+    def main(_):
+        future = failing(str(tmp_path / "started"), SLEEP)
+        wait_for(tmp_path / "started")
+        future.cancel()
+        return "body done"
+
+    chunks = list(main.stream(0, stream_mode=["updates", "tasks"]))
+    shapes = [
+        (mode, chunk.get("name"), sorted(chunk) if mode == "tasks" else chunk)
+        for mode, chunk in chunks
+    ]
+    assert shapes == [
+        ("tasks", "main", ["id", "input", "name", "triggers"]),
+        ("tasks", "start_then_fail", ["id", "input", "name", "triggers"]),
+        ("updates", None, {"main": "body done"}),
+        ("tasks", "main", ["error", "id", "interrupts", "name", "result"]),
+        ("tasks", "start_then_fail", ["error", "id", "interrupts", "name", "result"]),
+    ]
+    error = chunks[-1][1]["error"]
+    assert (type(error), error.args) == (ValueError, ("failed after its cancel",))
+
+
+def test_cancelling_a_finished_task_fails(api):
+    twice = api.shared(double)
+
+    @api.entrypoint()
+    def main(x):
+        future = twice(x)
+        value = future.result()
+        return value, future.cancel(), future.cancelled()
+
+    assert main.invoke(2) == (4, False, False)
 
 
 # -- nesting ---------------------------------------------------------------------------

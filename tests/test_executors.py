@@ -248,3 +248,57 @@ def test_async_calls_start_at_once_on_a_worker_busy_with_a_sync_call():
         naps, held = asyncio.run(main.ainvoke(0))
         assert held == "held"
         assert max(naps) < 1.0, naps  # not behind the 1.5 s sync call
+
+
+def test_a_worker_keeps_the_function_of_a_call_it_skipped():
+    # The parent sends a function's pickle with its first call to a worker only. When
+    # that call is cancelled before it starts, the worker must still keep the function:
+    # the next call of it comes without.
+    import multiprocessing
+    import pickle
+
+    from paralleltask import serde
+    from paralleltask._protocol import CANCELLED, DONE, OK
+    from paralleltask.run import RunInfo
+    from paralleltask.worker import _Worker
+
+    ours, theirs = multiprocessing.Pipe()
+    worker = _Worker(theirs)
+    info = RunInfo()
+    function = double.pickled()
+    arguments = serde.dumps_arguments(double.name, (21,), {}, None)
+
+    def start(call_id, function_blob):
+        worker._start_call(call_id, 7, function_blob, arguments, False, info.run_id, info.pickled())
+        return pickle.loads(ours.recv_bytes())
+
+    worker.queued.update({1, 2})  # received, not started
+    worker._cancel(1)  # arrives while call 1 waits behind another
+    assert start(1, function)[:3] == (DONE, 1, CANCELLED)
+    message = start(2, None)
+    assert message[:3] == (DONE, 2, OK)
+    assert serde.loads(message[3]) == 42
+
+
+def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
+    import multiprocessing
+    import pickle
+
+    from paralleltask import serde
+    from paralleltask._protocol import DONE, NOT_LOADED
+    from paralleltask.run import RunInfo
+    from paralleltask.worker import _Worker
+
+    ours, theirs = multiprocessing.Pipe()
+    worker = _Worker(theirs)
+    info = RunInfo()
+    arguments = serde.dumps_arguments(double.name, (1,), {}, None)
+    reasons = []
+    for call_id, function_blob in ((1, b"not a pickle"), (2, None)):
+        worker.queued.add(call_id)
+        worker._start_call(call_id, 9, function_blob, arguments, False, info.run_id, info.pickled())
+        message = pickle.loads(ours.recv_bytes())
+        assert message[:3] == (DONE, call_id, NOT_LOADED)
+        reasons.append(message[3])
+    assert reasons[0] == reasons[1]
+    assert "KeyError" not in reasons[1]

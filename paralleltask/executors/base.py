@@ -104,6 +104,8 @@ class CallItem:
         if self.future.done():  # cancelled by the caller, or stopped with its run
             self.settled = True
             if run is not None:
+                if self.started and value is not CANCELLED and run.sink is not None:
+                    run.sink.call_finished(self, ok, value)  # it ran: LangGraph streams it
                 run.cancel_settled(self)
             return
         if not ok and value is not CANCELLED and run is not None and not _pauses(value):
@@ -204,7 +206,10 @@ class AsyncCallItem(CallItem):
 class TaskFuture(cf.Future):
     """The future a task call returns in a sync run: a :class:`concurrent.futures.Future`.
 
-    Cancelling it before the call reached a worker means the call never runs.
+    :meth:`cancel` follows LangGraph's task futures, not ``concurrent.futures``: it
+    succeeds unless the call is done. A call not yet started never runs; a running one
+    runs to its end (sync code cannot be stopped safely), its outcome is streamed but not
+    returned, and its run waits for it.
     """
 
     def __init__(self) -> None:
@@ -212,10 +217,18 @@ class TaskFuture(cf.Future):
         self.call: CallItem | None = None
 
     def cancel(self) -> bool:
-        cancelled = super().cancel()
-        if cancelled and self.call is not None:
+        if not super().cancel():  # running, or done
+            with self._condition:
+                if self._state != cf._base.RUNNING:
+                    return self._state in (cf._base.CANCELLED, cf._base.CANCELLED_AND_NOTIFIED)
+                self._state = cf._base.CANCELLED_AND_NOTIFIED  # as if never started
+                for waiter in self._waiters:  # cf.wait() and as_completed() callers
+                    waiter.add_cancelled(self)
+                self._condition.notify_all()
+            self._invoke_callbacks()
+        if self.call is not None:
             self.call.executor.cancel(self.call)
-        return cancelled
+        return True
 
 
 class DoneFuture(cf.Future):
