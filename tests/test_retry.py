@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from paralleltask import ProcessExecutor, RetryPolicy, WorkerCrashedError, entrypoint, task
+from paralleltask import (
+    ProcessExecutor,
+    RetryPolicy,
+    ThreadExecutor,
+    WorkerCrashedError,
+    entrypoint,
+    task,
+)
 
 
 def count_attempt(folder):
@@ -82,3 +89,26 @@ def test_bad_retry_policy_is_refused():
         task(retry_policy="three times")
     with pytest.raises(TypeError, match="retry_policy"):
         entrypoint(retry_policy=[RetryPolicy(), 3])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("executor", [None, ThreadExecutor(2)], ids=["process", "thread"])
+def test_a_call_cancelled_in_its_backoff_never_runs_again_and_its_run_ends(tmp_path, executor):
+    # The cancelled call's run waits for it to settle: a backoff that dropped it
+    # without a word would hang the run.
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    @entrypoint(executor=executor)
+    def main(folder):
+        future = fails_once_then_waits(folder)
+        while not os.listdir(folder):  # the first attempt has started
+            time.sleep(0.005)
+        time.sleep(0.2)  # it failed, and waits out its 0.8 s backoff in the parent
+        return future.cancel(), future.cancelled()
+
+    started = time.monotonic()
+    assert main.invoke(str(attempts)) == (True, True)
+    assert time.monotonic() - started < 0.8  # it did not wait for the backoff
+    time.sleep(1.0)
+    assert len(os.listdir(attempts)) == 1

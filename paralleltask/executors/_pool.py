@@ -318,7 +318,8 @@ class WorkerPool:
         """
         items = []
         for call in calls:
-            if not call.claim():  # cancelled while it waited
+            if not call.claim():  # cancelled while it waited: say so (its run may wait)
+                call.deliver(False, base.CANCELLED)
                 continue
             task = call.task
             fn_blob = None

@@ -37,6 +37,7 @@ class CallItem:
         "executor",
         "failures",
         "future",
+        "in_backoff",
         "loop",
         "payload",
         "pickled_result",
@@ -67,6 +68,7 @@ class CallItem:
         self.run = run
         self.started = False
         self.failures = 0
+        self.in_backoff = False  # failed; its next attempt waits for a timer
         self.cache_key: bytes | None = None  # where a success is kept, if cached
         self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
         self.slot: bytes | None = None  # where a checkpointed run keeps the outcome
@@ -142,6 +144,7 @@ class CallItem:
         delay = retry_delay(policies, error, self.failures)
         if delay is None:
             return False
+        self.in_backoff = True
         self.executor.retry_later(self, delay)
         return True
 
@@ -226,8 +229,11 @@ class TaskFuture(cf.Future):
                     waiter.add_cancelled(self)
                 self._condition.notify_all()
             self._invoke_callbacks()
-        if self.call is not None:
-            self.call.executor.cancel(self.call)
+        call = self.call
+        if call is not None:
+            call.executor.cancel(call)
+            if call.in_backoff:  # no attempt runs: settled now, not when its timer fires
+                call.deliver(False, CANCELLED)
         return True
 
 
@@ -277,11 +283,14 @@ class Executor(abc.ABC):
         call_later(delay, lambda: self._resubmit(call))
 
     def _resubmit(self, call: CallItem) -> None:
-        if call.claim():  # not cancelled or stopped during the backoff
-            try:
-                self.submit(call)
-            except Exception as exc:  # the executor was shut down meanwhile
-                call.resolve(False, exc)
+        call.in_backoff = False
+        if not call.claim():  # cancelled or stopped during the backoff: say so
+            call.deliver(False, CANCELLED)
+            return
+        try:
+            self.submit(call)
+        except Exception as exc:  # the executor was shut down meanwhile
+            call.resolve(False, exc)
 
     def start(self) -> Executor:
         """Make the executor ready ahead of the first call; returns ``self``."""
