@@ -328,10 +328,12 @@ class Entrypoint:
             return hit
         tokens = _context.enter(run)
         try:
-            entry_id = self._entry_id(run) if run.sink is not None else ""
+            entry_id = self._identify(run)
             _entry_started(run.sink, self.name, input, entry_id)
             failures = 0
+            run.first_attempt_time = time.time()
             while True:
+                run.attempt = failures + 1
                 try:
                     result = self.func(input, **injections(run, self._injected, {}))
                     value = _entry_returned(run.sink, self.name, result, entry_id)
@@ -380,10 +382,12 @@ class Entrypoint:
             return hit
         tokens = _context.enter(run)
         try:
-            entry_id = self._entry_id(run) if sink is not None else ""
+            entry_id = self._identify(run)
             _entry_started(sink, self.name, input, entry_id)
             failures = 0
+            run.first_attempt_time = time.time()
             while True:
+                run.attempt = failures + 1
                 try:
                     result = await self._attempt(run, input)
                     value = _entry_returned(sink, self.name, result, entry_id)
@@ -443,6 +447,15 @@ class Entrypoint:
         latest = self.checkpointer.checkpoint_get(thread_id)
         return latest is not None and latest["checkpoint_id"] == checkpoint_id
 
+    def _identify(self, run: Run) -> str:
+        """The entrypoint's own task id, kept in the run's info with the run's checkpoint
+        id before any task call carries the info to a worker (``execution_info``)."""
+        info = run.info
+        info.entry_task_id = entry_id = self._entry_id(run)
+        record = run.thread.record if run.thread is not None else None
+        info.checkpoint_id = record["checkpoint_id"] if record else str(uuid.uuid4())
+        return entry_id
+
     def _entry_id(self, run: Run) -> str:
         """The id of the entrypoint's own task in this run: with a checkpointer, the one
         its checkpoint and ``get_state`` show (kept when the run resumes), as LangGraph."""
@@ -485,7 +498,7 @@ class Entrypoint:
             run.sink.emit("updates", paused)
             run.sink.emit("values", paused)
             pauses = interrupt_dicts(interrupts)
-            run.sink.task_finished(self._entry_id(run), self.name, None, {}, pauses)
+            run.sink.task_finished(run.info.entry_task_id, self.name, None, {}, pauses)
         self._flush_cache()
         return {"__interrupt__": interrupts}
 
@@ -526,10 +539,10 @@ class Entrypoint:
                 run.thread.close()
         if isinstance(exc, Exception):
             if hasattr(exc, "add_note"):  # as LangGraph notes it
-                note = f"During task with name '{self.name}' and id '{self._entry_id(run)}'"
+                note = f"During task with name '{self.name}' and id '{run.info.entry_task_id}'"
                 exc.add_note(note)
             if run.sink is not None:
-                run.sink.task_finished(self._entry_id(run), self.name, exc, {})
+                run.sink.task_finished(run.info.entry_task_id, self.name, exc, {})
 
     def _executor(self) -> Executor:
         """Where the run's calls go: inline when invoked inside a task (in a worker, or

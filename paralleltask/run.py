@@ -23,8 +23,8 @@ from ._timeout import sync_refused
 from .executors.base import AsyncCallItem, CallItem, DoneFuture, Executor, TaskFuture
 from .executors.inline import InlineExecutor
 from .stores.base import MISS, Store
-from .stream import WORKER_MODES, Sink
-from .types import Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
+from .stream import WORKER_MODES, Sink, task_id_of
+from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
 
 if TYPE_CHECKING:
     from ._checkpoint import ThreadRun
@@ -58,6 +58,8 @@ class RunInfo:
     has_cache: bool = False  # nested calls in a worker ask the parent's cache
     checkpointed: bool = False  # nested calls in a worker ask the parent's checkpoints
     run_id: int = field(default_factory=lambda: next(_run_ids))
+    entry_task_id: str = ""  # the entrypoint's own task, in execution_info
+    checkpoint_id: str = ""  # the run's checkpoint (or, without one, an id of the run)
     _blob: bytes | None = field(default=None, repr=False, compare=False)
 
     def worker_modes(self) -> frozenset[str]:
@@ -91,13 +93,16 @@ class Run:
     __slots__ = (
         "_cancelling",
         "_outstanding",
+        "attempt",
         "cache",
         "executor",
+        "first_attempt_time",
         "heartbeat",
         "info",
         "loop",
         "scratch",
         "sink",
+        "task_id",
         "task_loop",
         "task_name",
         "thread",
@@ -126,6 +131,9 @@ class Run:
         self.writer: StreamWriter = sink.custom if sink is not None else _no_op_writer
         self.heartbeat: Callable[[], None] = _no_op_heartbeat
         self.task_name: str | None = None  # the run of the code of this task's call
+        self.task_id: str | None = None  # ... and that call's id
+        self.attempt = 1  # of that call, or of the body
+        self.first_attempt_time: float | None = None
         self._outstanding: dict[Any, CallItem] = {}
         # cancelled, still running: an asyncio future in an async run, else a cf.Future
         self._cancelling: dict[CallItem, Any] = {}
@@ -147,8 +155,15 @@ class Run:
             thread=thread,
             scratch=call.scratch,
         )
-        run.task_name = call.task.name
+        run.of_call(call.task.name, call.call_id, call.attempt())
         return run
+
+    def of_call(self, name: str, call_id: int, attempt: tuple[int, float | None]) -> None:
+        """Make this the run of the code of one call of task ``name``: ``attempt`` is
+        ``(its number, when the first began)``, as :meth:`CallItem.attempt` says."""
+        self.task_name = name
+        self.task_id = task_id_of(call_id)
+        self.attempt, self.first_attempt_time = attempt
 
     def config(self) -> dict:
         """The config code in this run sees: the run's, and in a task's own run, with
@@ -166,6 +181,27 @@ class Run:
             stream_writer=self.writer,
             heartbeat=self.heartbeat,
             previous=info.previous,
+            execution_info=self.execution_info(),
+        )
+
+    def execution_info(self) -> ExecutionInfo:
+        """Where this code runs, as LangGraph's ``Runtime.execution_info`` says it."""
+        info = self.info
+        config = info.config
+        entry_ns = f"{info.name}:{info.entry_task_id}"
+        if self.task_name is None:  # the body's own
+            task_id, namespace, run_id = info.entry_task_id, entry_ns, config.get("run_id")
+        else:
+            task_id = self.task_id or ""
+            namespace, run_id = f"{entry_ns}|{self.task_name}:{task_id}", None
+        return ExecutionInfo(
+            checkpoint_id=info.checkpoint_id,
+            checkpoint_ns=namespace,
+            task_id=task_id,
+            thread_id=config.get("configurable", {}).get("thread_id"),
+            run_id=None if run_id is None else str(run_id),
+            node_attempt=self.attempt,
+            node_first_attempt_time=self.first_attempt_time,
         )
 
     def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:

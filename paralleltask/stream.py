@@ -130,7 +130,12 @@ def interrupt_dicts(interrupts: Any) -> list[dict]:
 
 def call_task_id(call: Any) -> str:
     """A stable id string for a call, in the shape of LangGraph's task ids."""
-    return str(uuid.UUID(int=call.call_id))
+    return task_id_of(call.call_id)
+
+
+def task_id_of(call_id: int) -> str:
+    """The task id of the call numbered ``call_id`` (see :func:`call_task_id`)."""
+    return str(uuid.UUID(int=call_id))
 
 
 class StreamSink(Sink):

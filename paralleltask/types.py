@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pickle import dumps as _pickle_dumps
 from typing import Any, NamedTuple
@@ -86,16 +86,79 @@ def _no_op_heartbeat() -> None:
     """A heartbeat no timeout listens to."""
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionInfo:
+    """Where code runs: its checkpoint, its task and which attempt of it (LangGraph's
+    fields). A task's ``checkpoint_ns`` is ``"entrypoint:id|task:id"``."""
+
+    checkpoint_id: str
+    checkpoint_ns: str
+    task_id: str
+    thread_id: str | None = None
+    run_id: str | None = None  #: the config's ``run_id``, seen by the body only
+    node_attempt: int = 1
+    node_first_attempt_time: float | None = None  #: ``time.time()`` of the first attempt
+
+    def patch(self, **overrides: Any) -> ExecutionInfo:
+        """A copy with ``overrides`` replaced."""
+        return replace(self, **overrides)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What LangGraph Server tells a run; always None here, as in open-source LangGraph."""
+
+    assistant_id: str
+    graph_id: str
+    user: Any = None
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What a run offers its code: ``context``, ``store``, ``stream_writer``,
-    ``heartbeat`` and ``previous``, as LangGraph's ``Runtime``."""
+    ``heartbeat``, ``previous`` and ``execution_info``, as LangGraph's ``Runtime``."""
 
     context: Any = None
     store: Any = None
     stream_writer: StreamWriter = field(default=_no_op_writer)
     heartbeat: Callable[[], None] = field(default=_no_op_heartbeat)
     previous: Any = None
+    execution_info: ExecutionInfo | None = None
+    server_info: ServerInfo | None = None
+    control: Any = None  #: LangGraph's drain control; None: runs here are not drained
+
+    def merge(self, other: Runtime) -> Runtime:
+        """``other``'s values, this runtime's where ``other`` has none (LangGraph's rule)."""
+        return Runtime(
+            context=other.context or self.context,
+            store=other.store or self.store,
+            stream_writer=self.stream_writer
+            if other.stream_writer is _no_op_writer
+            else other.stream_writer,
+            heartbeat=self.heartbeat if other.heartbeat is _no_op_heartbeat else other.heartbeat,
+            previous=self.previous if other.previous is None else other.previous,
+            execution_info=other.execution_info or self.execution_info,
+            server_info=other.server_info or self.server_info,
+            control=other.control or self.control,
+        )
+
+    def override(self, **overrides: Any) -> Runtime:
+        """A copy with ``overrides`` replaced."""
+        return replace(self, **overrides)
+
+    def patch_execution_info(self, **overrides: Any) -> Runtime:
+        """A copy whose ``execution_info`` has ``overrides`` replaced."""
+        if self.execution_info is None:
+            raise RuntimeError("Cannot patch execution_info before it has been set")
+        return replace(self, execution_info=self.execution_info.patch(**overrides))
+
+    @property
+    def drain_requested(self) -> bool:
+        return self.control.drain_requested if self.control is not None else False
+
+    @property
+    def drain_reason(self) -> str | None:
+        return self.control.drain_reason if self.control is not None else None
 
 
 #: Types _freeze returns as they are without asking the Hashable ABC (the hot path).

@@ -184,7 +184,9 @@ class _Worker:
 
     # -- one call -------------------------------------------------------------------
 
-    def _start_call(self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob) -> None:
+    def _start_call(
+        self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob, attempt
+    ) -> None:
         if fn_blob is not None:  # even for a call skipped: the next ones come without it
             try:
                 self.functions[fn_id] = serde.loads(fn_blob)
@@ -205,10 +207,10 @@ class _Worker:
             return
         if is_async:
             asyncio.run_coroutine_threadsafe(
-                self._run_async(call_id, task, arguments, info), self._event_loop()
+                self._run_async(call_id, task, arguments, info, attempt), self._event_loop()
             )
         else:
-            self._run_sync(call_id, task, arguments, info)
+            self._run_sync(call_id, task, arguments, info, attempt)
 
     def _run_info(self, run_id: int, run_blob: bytes) -> Any:
         """The run a call belongs to, unpickled once per run (the last few are kept).
@@ -271,9 +273,9 @@ class _Worker:
             self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
         )
 
-    def _run_sync(self, call_id, task, arguments, info) -> None:
+    def _run_sync(self, call_id, task, arguments, info, attempt) -> None:
         run = self._nested_run(call_id, info, arguments)
-        run.task_name = task.name
+        run.of_call(task.name, call_id, attempt)
         self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         tokens = _context.enter(run)
@@ -290,9 +292,9 @@ class _Worker:
         finally:
             _context.leave(tokens)
 
-    async def _run_async(self, call_id, task, arguments, info) -> None:
+    async def _run_async(self, call_id, task, arguments, info, attempt) -> None:
         run = self._nested_run(call_id, info, arguments, asyncio.get_running_loop())
-        run.task_name = task.name
+        run.of_call(task.name, call_id, attempt)
         self._watch(run, call_id, task)
         args, kwargs = arguments[0], arguments[1]
         _context.enter(run)  # in this asyncio task's own context: no need to leave

@@ -33,11 +33,13 @@ class Api:
         if impl == LANGGRAPH:
             import langgraph.config
             import langgraph.func
+            import langgraph.runtime
             import langgraph.types
 
             self.module: Any = langgraph.func
             self.RetryPolicy = langgraph.types.RetryPolicy
             self.get_stream_writer = langgraph.config.get_stream_writer
+            self.get_runtime = langgraph.runtime.get_runtime
             self.interrupt = langgraph.types.interrupt
             self.Command = langgraph.types.Command
             self.Interrupt = langgraph.types.Interrupt
@@ -45,6 +47,7 @@ class Api:
             self.module = paralleltask
             self.RetryPolicy = paralleltask.RetryPolicy
             self.get_stream_writer = paralleltask.get_stream_writer
+            self.get_runtime = paralleltask.get_runtime
             self.interrupt = paralleltask.interrupt
             self.Command = paralleltask.Command
             self.Interrupt = paralleltask.Interrupt

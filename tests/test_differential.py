@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import dataclasses
+import os
 import threading
 import time
 from pathlib import Path
@@ -814,6 +815,85 @@ def test_cancelling_a_finished_task_fails(api):
         return value, future.cancel(), future.cancelled()
 
     assert main.invoke(2) == (4, False, False)
+
+
+# -- the runtime's execution info -------------------------------------------------------
+
+
+def test_execution_info_of_the_body_and_of_a_task_and_its_attempts(api, tmp_path):
+    get_runtime, attempts = api.get_runtime, tmp_path / "attempts"
+    attempts.mkdir()
+
+    def where_am_i(folder):
+        done = len(os.listdir(folder))
+        Path(folder, str(done)).touch()
+        if done == 0:
+            raise ValueError("first attempt")
+        return dataclasses.asdict(get_runtime().execution_info)
+
+    retried = api.task(
+        retry_policy=api.RetryPolicy(initial_interval=0.01, jitter=False, retry_on=ValueError)
+    )(where_am_i)
+
+    @api.entrypoint(checkpointer=api.checkpointer())
+    def main(folder, runtime):
+        return dataclasses.asdict(runtime.execution_info), retried(folder).result()
+
+    config = {"configurable": {"thread_id": "t1"}, "run_id": "5f0e3c52-8a4a-4c1e-9a3b-1a2b3c4d5e6f"}
+    chunks = list(main.stream(str(attempts), config, stream_mode=["tasks", "updates"]))
+    ((body, in_task),) = [c["main"] for mode, c in chunks if mode == "updates" and "main" in c]
+    ids = {chunk["name"]: chunk["id"] for mode, chunk in chunks if mode == "tasks"}
+    assert body["task_id"] == ids["main"]
+    assert in_task["task_id"] == ids["where_am_i"]
+    assert body["checkpoint_ns"] == f"main:{body['task_id']}"
+    assert in_task["checkpoint_ns"] == f"main:{body['task_id']}|where_am_i:{in_task['task_id']}"
+    assert in_task["checkpoint_id"] == body["checkpoint_id"] != ""
+    assert (body["thread_id"], body["run_id"], body["node_attempt"]) == (
+        "t1",
+        "5f0e3c52-8a4a-4c1e-9a3b-1a2b3c4d5e6f",
+        1,
+    )
+    assert (in_task["thread_id"], in_task["run_id"], in_task["node_attempt"]) == ("t1", None, 2)
+    for first in (body["node_first_attempt_time"], in_task["node_first_attempt_time"]):
+        assert 0 <= time.time() - first < 30
+
+
+def test_runtime_override_merge_and_patch(api):
+    get_runtime = api.get_runtime
+
+    @api.entrypoint()
+    def main(_):
+        runtime = get_runtime()
+        other = runtime.override(context={"user": "b"}, previous=None)
+        merged = runtime.override(context={"user": "a"}, previous=3).merge(other)
+        patched = runtime.patch_execution_info(node_attempt=7)
+        blank = runtime.override(execution_info=None)
+        try:
+            blank.patch_execution_info(node_attempt=2)
+            refused = None
+        except RuntimeError as error:
+            refused = str(error)
+        return (
+            merged.context,
+            merged.previous,
+            patched.execution_info.node_attempt,
+            patched.execution_info.task_id == runtime.execution_info.task_id,
+            refused,
+            runtime.server_info,
+            runtime.drain_requested,
+            runtime.drain_reason,
+        )
+
+    assert main.invoke(0) == (
+        {"user": "b"},
+        3,
+        7,
+        True,
+        "Cannot patch execution_info before it has been set",
+        None,
+        False,
+        None,
+    )
 
 
 # -- nesting ---------------------------------------------------------------------------

@@ -269,7 +269,9 @@ def test_a_worker_keeps_the_function_of_a_call_it_skipped():
     arguments = serde.dumps_arguments(double.name, (21,), {}, None)
 
     def start(call_id, function_blob):
-        worker._start_call(call_id, 7, function_blob, arguments, False, info.run_id, info.pickled())
+        worker._start_call(
+            call_id, 7, function_blob, arguments, False, info.run_id, info.pickled(), (1, 0.0)
+        )
         return pickle.loads(ours.recv_bytes())
 
     worker.queued.update({1, 2})  # received, not started
@@ -296,7 +298,9 @@ def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
     reasons = []
     for call_id, function_blob in ((1, b"not a pickle"), (2, None)):
         worker.queued.add(call_id)
-        worker._start_call(call_id, 9, function_blob, arguments, False, info.run_id, info.pickled())
+        worker._start_call(
+            call_id, 9, function_blob, arguments, False, info.run_id, info.pickled(), (1, 0.0)
+        )
         message = pickle.loads(ours.recv_bytes())
         assert message[:3] == (DONE, call_id, NOT_LOADED)
         reasons.append(message[3])

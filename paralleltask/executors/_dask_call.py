@@ -37,6 +37,7 @@ def run_call(
     arguments_blob: bytes,
     call_id: int,
     topic: str | None,
+    attempt: tuple[int, float],
 ) -> tuple[int, Any]:
     """Run one call in this Dask worker; ``(status, blob)`` as a pool worker's DONE."""
     try:
@@ -46,9 +47,9 @@ def run_call(
     except Exception as exc:
         return NOT_LOADED, f"{type(exc).__name__}: {exc}"
     if task.is_async:
-        return asyncio.run(_run_async(task, info, arguments, call_id, topic))
+        return asyncio.run(_run_async(task, info, arguments, call_id, topic, attempt))
     run = _run_of(info, arguments, call_id, topic)
-    run.task_name = task.name  # (an entrypoint invoked in it runs inline: no pool here)
+    run.of_call(task.name, call_id, attempt)  # (an entrypoint invoked in it runs inline)
     args, kwargs = arguments[0], arguments[1]
     tokens = _context.enter(run)
     try:
@@ -63,9 +64,9 @@ def run_call(
     return _outcome(value)
 
 
-async def _run_async(task, info, arguments, call_id: int, topic: str | None) -> tuple[int, Any]:
+async def _run_async(task, info, arguments, call_id, topic, attempt) -> tuple[int, Any]:
     run = _run_of(info, arguments, call_id, topic, asyncio.get_running_loop())
-    run.task_name = task.name
+    run.of_call(task.name, call_id, attempt)
     _context.enter(run)  # this asyncio.run's own context
     progress = None
     if task.timeout is not None:  # enforced here: the parent cannot reach into Dask

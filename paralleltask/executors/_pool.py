@@ -343,6 +343,7 @@ class WorkerPool:
                     task.is_async,
                     info.run_id,
                     info.pickled(),
+                    call.attempt(),
                 )
             )
         if not items:

@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import functools
 import itertools
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ class CallItem:
         "call_id",
         "executor",
         "failures",
+        "first_attempt_time",
         "future",
         "in_backoff",
         "loop",
@@ -68,6 +70,7 @@ class CallItem:
         self.run = run
         self.started = False
         self.failures = 0
+        self.first_attempt_time: float | None = None  # time.time() of its first attempt
         self.in_backoff = False  # failed; its next attempt waits for a timer
         self.cache_key: bytes | None = None  # where a success is kept, if cached
         self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
@@ -84,6 +87,12 @@ class CallItem:
             return not self.future.done()
         self.started = True
         return self.future.set_running_or_notify_cancel()
+
+    def attempt(self) -> tuple[int, float]:
+        """Which attempt of the call starts now, and when its first started."""
+        if self.first_attempt_time is None:
+            self.first_attempt_time = time.time()
+        return self.failures + 1, self.first_attempt_time
 
     def deliver(self, ok: bool, value: Any) -> None:
         """An attempt ended: retry it if a policy says so, else report it to the run's

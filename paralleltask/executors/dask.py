@@ -105,6 +105,7 @@ class DaskExecutor(Executor):
             call.payload,
             call.call_id,
             topic,
+            call.attempt(),
             key=f"{task.name}-{uuid.uuid4().hex}",
             pure=False,
         )
