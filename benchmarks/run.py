@@ -35,7 +35,7 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
        adjacent pairs whose order alternates, for 3 s a round (6-60 pairs): the median of
        the per-pair ratios. Bar: ≤ 1.10x (LangGraph's own invoke runs its stream: its
        ratio shows the estimator's noise).
-- W6   1000 hits of a warm cache: µs per hit. Bar: ≤ 10 µs.
+- W6   1000 hits of a warm cache: µs per hit, the median of 7 runs a round. Bar: ≤ 10 µs.
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
        wall time of the whole subprocess, and its ratio to the stdlib pool's, loky's and
        LangGraph's (serial: —).
