@@ -197,8 +197,8 @@ class _Worker:
             return
         try:
             task = self.functions[fn_id]
-            if isinstance(task, _Unloadable):
-                raise task.error
+            if isinstance(task, _Unloadable):  # a fresh traceback: not one more per call
+                raise task.error.with_traceback(None)
             arguments = serde.loads(args_blob)  # (args, kwargs[, scratch])
             info = self._run_info(run_id, run_blob)
         except Exception as exc:

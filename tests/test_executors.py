@@ -295,8 +295,8 @@ def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
     worker = _Worker(theirs)
     info = RunInfo()
     arguments = serde.dumps_arguments(double.name, (1,), {}, None)
-    reasons = []
-    for call_id, function_blob in ((1, b"not a pickle"), (2, None)):
+    reasons, depths = [], []
+    for call_id, function_blob in ((1, b"not a pickle"), (2, None), (3, None), (4, None)):
         worker.queued.add(call_id)
         worker._start_call(
             call_id, 9, function_blob, arguments, False, info.run_id, info.pickled(), (1, 0.0)
@@ -304,5 +304,10 @@ def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
         message = pickle.loads(ours.recv_bytes())
         assert message[:3] == (DONE, call_id, NOT_LOADED)
         reasons.append(message[3])
-    assert reasons[0] == reasons[1]
+        traceback, depth = worker.functions[9].error.__traceback__, 0
+        while traceback is not None:
+            traceback, depth = traceback.tb_next, depth + 1
+        depths.append(depth)
+    assert len(set(reasons)) == 1
     assert "KeyError" not in reasons[1]
+    assert depths[1] == depths[3]  # the kept error does not grow a traceback per call

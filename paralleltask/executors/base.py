@@ -230,6 +230,8 @@ class TaskFuture(cf.Future):
 
     def cancel(self) -> bool:
         if not super().cancel():  # running, or done
+            # concurrent.futures has no public way to cancel a running future: its own
+            # states, as its cancel() and set_running_or_notify_cancel() use them.
             with self._condition:
                 if self._state != cf._base.RUNNING:
                     return self._state in (cf._base.CANCELLED, cf._base.CANCELLED_AND_NOTIFIED)
