@@ -9,7 +9,13 @@ unchanged after ``from paralleltask import task, entrypoint``.
 from ._interrupt import interrupt
 from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
-from .errors import SerializationError, TaskError, TaskTimeoutError, WorkerCrashedError
+from .errors import (
+    SerializationError,
+    StoreError,
+    TaskError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
 from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, ThreadExecutor
 from .stores import LMDBStore, MemoryStore
 from .task import TaskFunction, task
@@ -46,6 +52,7 @@ __all__ = [
     "SerializationError",
     "ServerInfo",
     "StateSnapshot",
+    "StoreError",
     "TaskError",
     "TaskFunction",
     "TaskTimeoutError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "SerializationError",
+    "StoreError",
     "TaskError",
     "TaskTimeoutError",
     "WorkerCrashedError",
@@ -116,6 +117,28 @@ def _rebuild_timeout_error(node, elapsed, kind, idle_timeout, run_timeout):
     return TaskTimeoutError(
         node, elapsed, kind=kind, idle_timeout=idle_timeout, run_timeout=run_timeout
     )
+
+
+class StoreError(Exception):
+    """A store could not read or write: ``path`` names the store, the message says what
+    failed and why (the OS or LMDB error is also its ``__cause__``).
+
+    Not a :class:`TaskError`: the task's code ran and its value exists; what failed is
+    keeping it. ``value`` holds that value where one was computed but not stored (a
+    failed commit under ``durability="async"`` or ``"exit"``), else ``None``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, value: object = None):
+        super().__init__(message)
+        self.path = path
+        self.value = value
+
+    def __reduce__(self):
+        return _rebuild_store_error, (self.args[0], self.path, self.value)
+
+
+def _rebuild_store_error(message, path, value):
+    return StoreError(message, path=path, value=value)
 
 
 class GraphInterrupt(Exception):

@@ -19,6 +19,7 @@ PUBLIC = {
     "SerializationError",
     "ServerInfo",
     "StateSnapshot",
+    "StoreError",
     "TaskError",
     "TaskFunction",
     "TaskTimeoutError",
