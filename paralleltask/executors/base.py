@@ -118,6 +118,7 @@ class CallItem:
                 if self.started and value is not CANCELLED and run.sink is not None:
                     run.sink.call_finished(self, ok, value)  # it ran: LangGraph streams it
                 run.cancel_settled(self)
+            self._release()
             return
         if not ok and value is not CANCELLED and run is not None and not _pauses(value):
             if not isinstance(value, Exception):
@@ -160,6 +161,7 @@ class CallItem:
     def resolve(self, ok: bool, value: Any) -> None:
         """Resolve the caller's future (from any thread)."""
         future = self.future
+        self._release()
         if future.done():
             return
         if ok:
@@ -168,6 +170,17 @@ class CallItem:
             _cancel_future(future)
         else:
             future.set_exception(value)
+
+
+    def _release(self) -> None:
+        """The outcome is final: drop what only the way there needed, so that the value
+        is held by the future alone and freed with it. The result's bytes went to the
+        cache and the checkpoint already; the future's link back to this call (kept for
+        ``cancel()``) would otherwise make a cycle that only the cycle collector frees,
+        holding a large result (and its bytes) for as long as that takes."""
+        self.pickled_result = None
+        if isinstance(self.future, TaskFuture):
+            self.future.call = None
 
 
 def mark_raised_by_a_task(error: BaseException) -> None:
