@@ -178,8 +178,12 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
         return tuple(sorted((k, _freeze(v, depth - 1)) for k, v in obj.items()))
     if isinstance(obj, Sequence):
         return tuple(_freeze(x, depth - 1) for x in obj)
-    if hasattr(obj, "tobytes"):  # numpy arrays and friends
-        return (type(obj).__name__, obj.tobytes(), getattr(obj, "shape", None))
+    if hasattr(obj, "tobytes"):  # numpy arrays and friends: the same bytes seen as
+        # another dtype or shape are another value (LangGraph's #8009 keys them alike)
+        kind_name = f"{kind.__module__}.{kind.__qualname__}"
+        dtype = getattr(obj, "dtype", None)
+        dtype_name = None if dtype is None else str(dtype)
+        return (kind_name, dtype_name, obj.tobytes(), getattr(obj, "shape", None))
     return obj
 
 
