@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from .errors import RemoteTraceback, SerializationError, TaskError
+from .errors import RemoteTraceback, SerializationError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -70,15 +70,15 @@ def dumps_exception(exc: BaseException) -> bytes:
     traceback text.
 
     An exception that will not pickle (an attribute holding a lock, say) is replaced by
-    a :class:`TaskError` carrying the original type name, message and traceback; a link
-    of the chain that will not pickle is dropped.
+    a :class:`SerializationError` (a :class:`TaskError`) carrying the original type
+    name, message and traceback; a link of the chain that will not pickle is dropped.
     """
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     described = f"{type(exc).__module__}.{type(exc).__qualname__}: {_text(exc)}"
     try:
         inner = dumps(_portable(exc, set()))
     except Exception as failure:
-        stand_in = TaskError(
+        stand_in = SerializationError(
             f"{described} (the exception raised in the worker could not be pickled: "
             f"{type(failure).__name__}: {failure})"
         )

@@ -119,9 +119,11 @@ def test_system_exit_in_a_task_reaches_the_caller():
     assert info.value.code == 3
 
 
-def test_unpicklable_exception_becomes_task_error_with_original_type_name():
-    with pytest.raises(TaskError) as info:
+def test_unpicklable_exception_becomes_serialization_error_with_original_type_name():
+    # SerializationError, as for every value that will not cross (README, "errors")
+    with pytest.raises(SerializationError) as info:
         call_one.invoke((raise_builtin, "unpicklable"))
+    assert isinstance(info.value, TaskError)
     assert "Unpicklable" in str(info.value) and "carries a lock" in str(info.value)
     assert "raise Unpicklable()" in "".join(traceback.format_exception(info.value))
 

@@ -171,7 +171,6 @@ class CallItem:
         else:
             future.set_exception(value)
 
-
     def _release(self) -> None:
         """The outcome is final: drop what only the way there needed, so that the value
         is held by the future alone and freed with it. The result's bytes went to the
