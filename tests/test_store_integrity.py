@@ -1,18 +1,28 @@
-"""Stores that refuse unsafe keys (issue 13, item 7): the key file is made whole and is
-refused when others could read or change it, or when it was left empty.
+"""Stores that refuse bad bytes, unsafe keys and unsafe folders (issue 13, items 6, 7, 11).
+
+Every malformed value is a miss (cache) or a StoreError naming the store (checkpoints);
+a damaged data file is refused at open with what is wrong, never a signal; the key file
+is made whole and is refused when others could read or change it; a store folder others
+could write, or one of another user's, is refused with how to fix it; a store we cannot
+write opens for reading.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
+import lmdb
 import pytest
 
+from paralleltask import CachePolicy, LMDBStore, entrypoint, task
 from paralleltask.errors import StoreError
+from paralleltask.stores import MISS
 from paralleltask.stores._format import load_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +39,19 @@ def script(name, *args, timeout=120):
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def raw_put(path, name, key, data):
+    """Put ``data`` under ``key`` with lmdb itself, in a forked child (this process must
+    not hold a second environment on a path), so nothing of ours shapes the bytes."""
+    in_child(lambda: _raw_put(path, name, key, data))
+
+
+def _raw_put(path, name, key, data):
+    env = lmdb.open(str(path), max_dbs=8, subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(key, data, db=env.open_db(name, txn=txn))
+    env.close()
 
 
 def in_child(action, uid=None):
@@ -55,6 +78,74 @@ def in_child(action, uid=None):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     return pickle.loads(data)
+
+
+def filled_store(path, entries=200, size=6000):
+    """A store (made in a child) with ``entries`` cache values and 20 checkpoints."""
+
+    def fill():
+        store = LMDBStore(path)
+        for i in range(entries):
+            store.cache_put(i.to_bytes(32, "big"), os.urandom(size), None)
+        for seq in range(20):
+            store.checkpoint_put("t", {"seq": seq, "values": list(range(50))})
+        store.flush()
+
+    assert in_child(fill)[0] == "ok"
+
+
+# -- 1. bad bytes -----------------------------------------------------------------------
+
+
+@task(cache_policy=CachePolicy())
+def doubled(x):
+    return 2 * x
+
+
+def test_a_cache_value_cut_short_is_a_miss_and_purge_expired_still_works(tmp_path):
+    path = tmp_path / "store"
+    store = LMDBStore(path)
+
+    @entrypoint(cache=store)
+    def main(x):
+        return doubled(x).result()
+
+    assert main.invoke(21) == 42
+    handle = store._handle()
+    db = store._db(handle, b"cache")
+    with handle.env.begin(write=True) as txn:
+        [key] = [k for k, _ in txn.cursor(db=db)]
+        txn.put(key, b"\x01\x02\x03", db=db)  # shorter than its 8-byte expiry stamp
+        txn.put(b"e" * 32, b"", db=db)
+    store.cache_put(b"x" * 32, "gone", ttl=0.001)
+    store.flush()
+    assert store.cache_get(key) is MISS and store.cache_get(b"e" * 32) is MISS
+    assert main.invoke(21) == 42  # a miss: the task ran again and its put replaced it
+    assert store.purge_expired() == 1  # the expired entry; the short one is left alone
+    assert store.cache_get(b"e" * 32) is MISS and store.cache_get(key) == 42
+
+
+def test_garbage_over_pages_is_a_store_error_or_a_miss_never_a_crash(tmp_path):
+    import random
+
+    source = tmp_path / "source"
+    filled_store(source, entries=300, size=700)
+    pages = os.path.getsize(source / "data.mdb") // 4096
+    outcomes = set()
+    for seed in range(12):
+        rnd = random.Random(seed)
+        damaged = tmp_path / f"damaged-{seed}"
+        damaged.mkdir(mode=0o700)
+        shutil.copy(source / "data.mdb", damaged / "data.mdb")
+        with open(damaged / "data.mdb", "r+b") as f:
+            for _ in range(rnd.randint(1, 4)):  # whole pages of garbage, meta pages too
+                f.seek(rnd.randrange(0, pages) * 4096)
+                f.write(rnd.randbytes(4096))
+        done = script("read_store.py", damaged, 300, "t")
+        assert done.returncode in (0, 3), (seed, done.returncode, done.stderr[-2000:])
+        assert done.returncode == 0 or str(damaged) in done.stdout
+        outcomes.add(done.returncode)
+    assert 3 in outcomes  # some damage was refused (and none crashed or leaked lmdb's)
 
 
 # -- 2. the key file --------------------------------------------------------------------
@@ -133,3 +224,109 @@ def test_a_read_only_home_without_a_key_names_both_variables(tmp_path, monkeypat
     kind, message = outcome
     assert kind == "raised" and message.startswith("StoreError"), outcome
     assert "PARALLELTASK_STORE_KEY" in message and "PARALLELTASK_KEY_FILE" in message
+
+
+# -- 3. store folders and paths ---------------------------------------------------------
+
+
+def test_a_store_folder_others_can_write_or_another_user_owns_is_refused(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o775)
+    with pytest.raises(StoreError, match=f"chmod 700 {folder}") as refused:
+        LMDBStore(folder)
+    assert refused.value.path == str(folder) and os.listdir(folder) == []
+    os.chmod(folder, 0o755)  # readable by others is fine: its files are made 0600
+    LMDBStore(folder)
+    assert stat.S_IMODE(os.stat(folder / "data.mdb").st_mode) == 0o600
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, OTHER_UID, OTHER_UID)
+        with pytest.raises(StoreError, match=f"owned by uid {OTHER_UID}"):
+            LMDBStore(theirs)
+
+
+def test_store_paths_expand_tilde_and_refuse_empty_and_non_strings(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    store = LMDBStore("~/x")
+    assert store.path == os.path.realpath(tmp_path / "home" / "x")
+    assert not (tmp_path / "~").exists()
+    with pytest.raises(ValueError, match="empty"):
+        LMDBStore("")
+    with pytest.raises(TypeError, match="got int: 5"):
+        LMDBStore(5)
+    with pytest.raises(TypeError, match="bytes"):
+        LMDBStore(b"x")
+    assert LMDBStore(tmp_path / "home" / "x").path == store.path  # os.PathLike
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARALLELTASK_STORE_KEY", "a key both users share")
+    base = tempfile.mkdtemp(prefix="ro-store-")  # reachable by "nobody" (not under /root)
+    try:
+        os.chmod(base, 0o755)
+        path = os.path.join(base, "store")
+
+        def fill():
+            store = LMDBStore(path)
+            store.cache_put(b"k" * 32, "cached", None)
+            store.checkpoint_put("t", {"seq": 0, "values": 7})
+            store.write_put("t", 0, b"o\x00\x00\x00\x00", ("a", 1))
+            store.flush()
+
+        assert in_child(fill)[0] == "ok"
+        owner = OTHER_UID if os.geteuid() == 0 else os.geteuid()
+        for name in ("data.mdb", "lock.mdb"):
+            os.chown(os.path.join(path, name), owner, owner)
+            os.chmod(os.path.join(path, name), 0o400)
+        os.chown(path, owner, owner)
+        os.chmod(path, 0o500)
+
+        def read_then_write():
+            store = LMDBStore(path)
+            seen = [
+                store.read_only,
+                store.cache_get(b"k" * 32),
+                store.cache_get(b"z" * 32) is MISS,
+                store.checkpoint_get("t")["values"],
+                store.write_get("t", 0, b"o\x00\x00\x00\x00"),
+                store.checkpoint_get("never") is None,
+                list(store.write_items("never", 0)),
+            ]
+            for write in (store.cache_clear, store.purge_expired, lambda: store.thread_delete("t")):
+                try:
+                    write()
+                    seen.append("written")
+                except StoreError as exc:
+                    seen.append(path in str(exc) and "read-only" in str(exc))
+            return seen
+
+        uid = OTHER_UID if os.geteuid() == 0 else None
+        assert in_child(read_then_write, uid=uid) == (
+            "ok",
+            [True, "cached", True, 7, ("a", 1), True, [], True, True, True],
+        )
+    finally:
+        shutil.rmtree(base)
+
+
+def test_open_refusals_and_unreadable_checkpoints_are_store_errors_not_value_errors(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("hello")
+    with pytest.raises(StoreError, match="is a file") as refused:
+        LMDBStore(a_file)
+    assert not isinstance(refused.value, ValueError) and refused.value.path == str(a_file)
+    path = tmp_path / "store"
+    store = LMDBStore(path)
+    store.checkpoint_put("t", {"seq": 0, "values": 1})
+    store.flush()
+    handle = store._handle()
+    db = store._db(handle, b"checkpoints")
+    with handle.env.begin(write=True) as txn:
+        [key] = [k for k, _ in txn.cursor(db=db)]
+        txn.put(key, b"PT1 not sealed", db=db)
+    with pytest.raises(StoreError, match="thread 't' was refused unread") as refused:
+        store.checkpoint_get("t")
+    assert refused.value.path == str(path)

@@ -7,6 +7,12 @@ roles apart (``cache``, ``checkpoints``, ``writes``). The map grows when full
 (``MapFullError``: double it, retry the write) and follows another process's growth
 (``MapResizedError``: adopt the new size, retry).
 Stale reader slots left by crashed processes are cleared on open (``reader_check``).
+
+What the store refuses (a :class:`~paralleltask.errors.StoreError` naming the path,
+the folder and its files left untouched): a folder that another user owns or that
+others may write; one LMDB will not open. Any LMDB error
+later is a ``StoreError`` too (the LMDB error as its ``__cause__``). A store that is
+not writable by us opens read-only: reads work, writes are refused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import lmdb
 
+from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
 from .base import MISS, OnCommit, Store, thread_key
 
@@ -53,31 +60,113 @@ def _handle(path: str, map_size: int) -> _Handle:
     with _handles_lock:
         handle = _handles.get(path)
         if handle is None or handle.pid != os.getpid():
-            handle = _handles[path] = _Handle(_open(path, map_size))
+            env, read_only = _open(path, map_size)
+            handle = _handles[path] = _Handle(env)
+            handle.read_only = read_only
         return handle
 
 
-def _open(path: str, map_size: int) -> lmdb.Environment:
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{path} is a file, not an LMDBStore folder; it was left untouched")
-    os.makedirs(path, mode=0o700, exist_ok=True)
+def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
+    """The LMDB environment at ``path`` (created if there is none) and whether it is
+    read-only to us; :class:`StoreError` for anything that is not a sound store of ours."""
+    _prepare_folder(path)
+    read_only = not _writable(path)
     try:
-        env = lmdb.open(
-            path,
-            map_size=map_size,
-            subdir=True,
-            max_dbs=8,
-            mode=0o600,
-            readahead=False,
-            max_readers=512,
-        )
+        env = _lmdb_open(path, map_size, read_only)
     except lmdb.Error as exc:
-        raise ValueError(
+        raise StoreError(
             f"{path} does not hold a usable LMDB store ({type(exc).__name__}: {exc}); "
-            "it was left untouched"
+            "it was left untouched",
+            path=path,
         ) from exc
-    env.reader_check()  # slots of readers that crashed
-    return env
+    if not read_only:
+        env.reader_check()  # slots of readers that crashed
+    return env, read_only
+
+
+def _prepare_folder(path: str) -> None:
+    """Create the store folder owner-only if it is missing; refuse a file, or a folder
+    that is not safe to load pickles from."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreError(
+            f"{path} is a file, not an LMDBStore folder; it was left untouched", path=path
+        )
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the LMDBStore folder {path} ({exc.strerror or exc})", path=path
+        ) from exc
+    _check_folder(path, os.stat(path))
+
+
+def _check_folder(path: str, st: os.stat_result) -> None:
+    """Refuse a store folder that another user owns or that others may write: whoever
+    can replace its files can swap the store under us (its values are signed, but a
+    swapped or cut file can still crash or mislead the process reading it). A folder
+    that others may only *read* is accepted: LMDB creates the files in it owner-only
+    (0600), so they see names, not values, and ``mkdir`` under the usual umask 022
+    makes exactly such a folder."""
+    if st.st_uid != os.geteuid():
+        raise StoreError(
+            f"the LMDBStore folder {path} is owned by uid {st.st_uid}, not by you (uid "
+            f"{os.geteuid()}): its owner could replace the store under you. Use a folder "
+            f"of your own, or take it over (chown -R {os.geteuid()} {path}) if you trust "
+            "its owner.",
+            path=path,
+        )
+    if st.st_mode & 0o022:
+        raise StoreError(
+            f"the LMDBStore folder {path} can be written by the group or others (mode "
+            f"{st.st_mode & 0o777:04o}): they could replace the store under you. Make it "
+            f"yours alone: chmod 700 {path}",
+            path=path,
+        )
+
+
+def _writable(path: str) -> bool:
+    """Whether we may write the store: its folder and the files already in it."""
+    ids = {"effective_ids": True} if os.access in os.supports_effective_ids else {}
+    names = [path] + [os.path.join(path, n) for n in ("data.mdb", "lock.mdb")]
+    return all(os.access(n, os.W_OK, **ids) for n in names if os.path.exists(n))
+
+
+def _lmdb_open(path: str, map_size: int, read_only: bool) -> lmdb.Environment:
+    options = dict(
+        map_size=map_size, subdir=True, max_dbs=8, mode=0o600, readahead=False, max_readers=512
+    )
+    if not read_only:
+        return lmdb.open(path, **options)
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        raise StoreError(
+            f"LMDB store {path} is read-only (not writable by you) and holds no store yet: "
+            "there is nothing to read, and no store can be created there.",
+            path=path,
+        )
+    try:
+        return lmdb.open(path, readonly=True, **options)
+    except lmdb.Error:
+        # lock.mdb is not writable by us either: read without LMDB's reader table. Race:
+        # a writer (the owner) is then free to reuse pages while we read them; such a
+        # read sees other bytes, which the value checks turn into a miss or a
+        # StoreError, never a wrong value (values are signed).
+        return lmdb.open(path, readonly=True, lock=False, **options)
+
+
+def _lmdb_failure(handle: _Handle, exc: lmdb.Error) -> StoreError:
+    """The error a user sees for an LMDB error: one type, naming the store."""
+    path = handle.env.path()
+    if getattr(handle, "read_only", False) or isinstance(exc, lmdb.ReadonlyError):
+        return StoreError(
+            f"LMDB store {path} is read-only (its folder or files are not writable by "
+            f"you): it can be read, not written ({type(exc).__name__}: {exc})",
+            path=path,
+        )
+    return StoreError(
+        f"LMDB store {path}: {type(exc).__name__}: {exc} (a damaged or foreign data "
+        "file? it was left untouched)",
+        path=path,
+    )
 
 
 class _Writer:
@@ -128,6 +217,30 @@ class _Writer:
                     on_commit()
 
 
+def _store_path(path: Any) -> str:
+    """``path`` as the absolute, resolved folder name: ``str`` or ``os.PathLike``, ``~``
+    expanded; an empty or non-string path is refused (not taken as the current folder)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"LMDBStore path must be a str or os.PathLike naming a folder, got "
+            f"{type(path).__name__}: {path!r}"
+        )
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"LMDBStore path must be a str, got {type(text).__name__}: {text!r}")
+    if not text:
+        raise ValueError("LMDBStore path is empty: name a folder, e.g. LMDBStore('~/.cache/myjob')")
+    return os.path.realpath(os.path.expanduser(text))
+
+
+def _expired(value: bytes, now: float) -> bool:
+    """Whether a cache entry's time is up (``False`` for one too short to say)."""
+    if len(value) < _EXPIRY.size:
+        return False
+    (expiry,) = _EXPIRY.unpack_from(value)
+    return bool(expiry) and expiry <= now
+
+
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
     with env.begin(db=db) as txn:
         return txn.get(key)
@@ -144,10 +257,42 @@ class LMDBStore(Store):
     def __init__(self, path: str | os.PathLike, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         if not isinstance(map_size, int) or map_size <= 0:
             raise ValueError(f"map_size must be a positive int, got {map_size!r}")
-        self.path = os.path.realpath(os.fspath(path))
+        self.path = _store_path(path)
         self.map_size = map_size
         self._key = load_key()
         self._handle()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store is not writable by us (opened for reading only)."""
+        return self._handle().read_only
+
+    def _check_writable(self, doing: str) -> None:
+        """Refuse ``doing`` (a write) in a read-only store, before anything is queued."""
+        if self._handle().read_only:
+            raise StoreError(
+                f"LMDB store {self.path} is read-only (its folder or files are not "
+                f"writable by you): it can be read, not written; {doing} was refused",
+                path=self.path,
+            )
+
+    def _read_db(self, handle: _Handle, name: bytes) -> Any:
+        """The named database, for a read; ``None`` in a read-only store that has none
+        (nothing was ever written there, and a read-only store cannot create it)."""
+        db = handle.dbs.get(name)
+        if db is not None or not handle.read_only:
+            return db or self._db(handle, name)
+
+        def open_existing() -> Any:
+            try:
+                return handle.env.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                return None
+
+        db = self._retrying(handle, open_existing)
+        if db is not None:
+            handle.dbs[name] = db
+        return db
 
     def _handle(self) -> _Handle:
         return _handle(self.path, self.map_size)
@@ -182,21 +327,30 @@ class LMDBStore(Store):
                 handle.env.set_mapsize(0)  # adopt the size another process grew it to
             except lmdb.MapFullError:
                 handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # damaged pages, a read-only store, ...: one type
+                raise _lmdb_failure(handle, exc) from exc
 
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
         handle = self._handle()
         with handle.lock:
-            db = handle.dbs.get(b"cache") or self._db(handle, b"cache")
+            db = handle.dbs.get(b"cache") or self._read_db(handle, b"cache")
+            if db is None:  # a read-only store with no cache in it
+                return MISS
             try:  # the hot path of a hit: one read transaction, no closures
                 with handle.env.begin(db=db) as txn:
                     data = txn.get(key)
             except lmdb.MapResizedError:
                 data = self._retrying(handle, lambda: _get(handle.env, db, key))
+            except lmdb.Error as exc:
+                raise _lmdb_failure(handle, exc) from exc
         if data is None:
             return MISS
-        (expiry,) = _EXPIRY.unpack_from(data)
+        try:
+            (expiry,) = _EXPIRY.unpack_from(data)
+        except struct.error:  # shorter than its expiry stamp: not an entry of ours
+            return MISS
         if expiry and expiry <= time.time():
             return MISS
         try:
@@ -241,6 +395,7 @@ class LMDBStore(Store):
             self._retrying(handle, write)
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
+        self._check_writable("clearing the cache")
         self.flush()  # a queued put must not land after the clear
 
         def clear(txn, db) -> None:
@@ -257,14 +412,16 @@ class LMDBStore(Store):
         self._write(b"cache", clear)
 
     def purge_expired(self) -> int:
+        """Delete the entries whose time is up; how many. An entry too short to carry
+        an expiry stamp is not ours to judge: it stays (a miss, replaced by the next
+        put under its key, or removed by :meth:`cache_clear`)."""
+        self._check_writable("purging expired entries")
         self.flush()
         now = time.time()
 
         def purge(txn, db) -> int:
             cursor = txn.cursor(db=db)
-            doomed = [
-                key for key, value in cursor if (_EXPIRY.unpack_from(value)[0] or now + 1) <= now
-            ]
+            doomed = [key for key, value in cursor if _expired(value, now)]
             for key in doomed:
                 txn.delete(key, db=db)
             return len(doomed)
@@ -310,7 +467,7 @@ class LMDBStore(Store):
                     blobs.append(value)
             return blobs
 
-        for data in reversed(self._read(b"checkpoints", collect)):
+        for data in reversed(self._read(b"checkpoints", collect, [])):
             yield self._open_checkpoint(data, thread_id)
 
     def write_put(
@@ -339,10 +496,11 @@ class LMDBStore(Store):
                     items.append((key[len(prefix) :], value))
             return items
 
-        for slot, data in self._read(b"writes", collect):
+        for slot, data in self._read(b"writes", collect, []):
             yield slot, self._open_checkpoint(data, thread_id)
 
     def thread_delete(self, thread_id: str) -> None:
+        self._check_writable(f"deleting thread {thread_id!r}")
         self.flush()
         prefix = thread_key(thread_id)
 
@@ -356,10 +514,14 @@ class LMDBStore(Store):
         self._write(b"checkpoints", delete)
         self._write(b"writes", delete)
 
-    def _read(self, name: bytes, action) -> Any:
+    def _read(self, name: bytes, action, empty: Any = None) -> Any:
+        """``action(txn, db)`` in one read transaction; ``empty`` when a read-only
+        store has no such database."""
         handle = self._handle()
         with handle.lock:
-            db = self._db(handle, name)
+            db = self._read_db(handle, name)
+            if db is None:
+                return empty
 
             def read() -> Any:
                 with handle.env.begin(db=db) as txn:
@@ -373,15 +535,17 @@ class LMDBStore(Store):
         try:
             return open_sealed(self._key, data)
         except UnverifiedValue as exc:
-            raise ValueError(
+            raise StoreError(
                 f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} was refused "
                 f"unread: {exc}. It was written with another key (PARALLELTASK_STORE_KEY or "
-                "the key file) or altered; nothing of it was unpickled."
+                "the key file) or altered; nothing of it was unpickled.",
+                path=self.path,
             ) from None
         except Exception as exc:
-            raise ValueError(
+            raise StoreError(
                 f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} verifies but "
-                f"will not load in this Python ({type(exc).__name__}: {exc})"
+                f"will not load in this Python ({type(exc).__name__}: {exc})",
+                path=self.path,
             ) from exc
 
     def __repr__(self) -> str:
