@@ -125,6 +125,20 @@ def test_a_cache_value_cut_short_is_a_miss_and_purge_expired_still_works(tmp_pat
     assert store.cache_get(b"e" * 32) is MISS and store.cache_get(key) == 42
 
 
+def test_a_data_file_cut_to_half_is_refused_at_open_not_a_signal(tmp_path):
+    source, cut = tmp_path / "source", tmp_path / "cut"
+    filled_store(source)
+    cut.mkdir(mode=0o700)
+    shutil.copy(source / "data.mdb", cut / "data.mdb")
+    size = os.path.getsize(cut / "data.mdb")
+    os.truncate(cut / "data.mdb", size // 2)
+    done = script("read_store.py", cut, 200, "t")
+    assert done.returncode == 3, (done.returncode, done.stdout, done.stderr[-2000:])
+    assert str(cut / "data.mdb") in done.stdout and "cut short" in done.stdout
+    assert os.path.getsize(cut / "data.mdb") == size // 2  # left as it was
+    assert script("read_store.py", source, 200, "t").stdout.startswith("hits 200")
+
+
 def test_garbage_over_pages_is_a_store_error_or_a_miss_never_a_crash(tmp_path):
     import random
 
@@ -146,6 +160,54 @@ def test_garbage_over_pages_is_a_store_error_or_a_miss_never_a_crash(tmp_path):
         assert done.returncode == 0 or str(damaged) in done.stdout
         outcomes.add(done.returncode)
     assert 3 in outcomes  # some damage was refused (and none crashed or leaked lmdb's)
+
+
+def test_an_empty_data_file_is_refused_but_not_one_being_created(tmp_path):
+    path = tmp_path / "store"
+    filled_store(path, entries=3)
+    os.truncate(path / "data.mdb", 0)  # what a crash or a bad copy can leave
+    with pytest.raises(StoreError, match="is empty") as refused:
+        in_child_raising(lambda: LMDBStore(path))
+    assert str(path / "data.mdb") in str(refused.value)
+    assert os.path.getsize(path / "data.mdb") == 0  # not made a fresh store over it
+
+    # A brand-new folder is a fresh store, even while its creator (another process,
+    # holding LMDB's creation lock) has made data.mdb but not yet written its header.
+    template = tmp_path / "template"
+    in_child(lambda: LMDBStore(template))
+    fresh = tmp_path / "fresh"
+    creator = subprocess.Popen(
+        [sys.executable, "-c", CREATOR, str(fresh), str(template / "data.mdb")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert creator.stdout.readline() == "locked\n"
+    assert os.path.getsize(fresh / "data.mdb") == 0
+    assert in_child(lambda: LMDBStore(fresh).cache_get(b"k" * 32) is MISS) == ("ok", True)
+    assert creator.wait(timeout=30) == 0
+
+
+CREATOR = """
+import fcntl, os, shutil, sys, time
+folder, header = sys.argv[1:3]
+os.mkdir(folder, 0o700)
+lock = os.open(os.path.join(folder, "lock.mdb"), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(lock, fcntl.LOCK_EX, 1, 0)  # as LMDB's first opener: byte 0, exclusive
+open(os.path.join(folder, "data.mdb"), "wb").close()
+print("locked", flush=True)
+time.sleep(0.5)
+shutil.copyfile(header, os.path.join(folder, "data.mdb"))
+fcntl.lockf(lock, fcntl.LOCK_UN, 1, 0)
+"""
+
+
+def in_child_raising(action):
+    """Run ``action`` in a child; re-raise its StoreError here (message kept)."""
+    kind, outcome = in_child(action)
+    if kind == "raised":
+        name, _, message = outcome.partition(": ")
+        raise StoreError(message) if name == "StoreError" else AssertionError(outcome)
+    return outcome
 
 
 # -- 2. the key file --------------------------------------------------------------------

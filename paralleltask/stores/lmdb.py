@@ -10,15 +10,18 @@ Stale reader slots left by crashed processes are cleared on open (``reader_check
 
 What the store refuses (a :class:`~paralleltask.errors.StoreError` naming the path,
 the folder and its files left untouched): a folder that another user owns or that
-others may write; one LMDB will not open. Any LMDB error
+others may write; a data file that is empty or shorter than its own header says
+(``_lmdbfile.py``: reading it would be SIGBUS); one LMDB will not open. Any LMDB error
 later is a ``StoreError`` too (the LMDB error as its ``__cause__``). A store that is
 not writable by us opens read-only: reads work, writes are refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -29,6 +32,7 @@ import lmdb
 
 from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
+from ._lmdbfile import data_file_problem
 from .base import MISS, OnCommit, Store, thread_key
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -70,6 +74,7 @@ def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
     """The LMDB environment at ``path`` (created if there is none) and whether it is
     read-only to us; :class:`StoreError` for anything that is not a sound store of ours."""
     _prepare_folder(path)
+    _check_data_file(path)
     read_only = not _writable(path)
     try:
         env = _lmdb_open(path, map_size, read_only)
@@ -122,6 +127,76 @@ def _check_folder(path: str, st: os.stat_result) -> None:
             f"yours alone: chmod 700 {path}",
             path=path,
         )
+
+
+def _check_data_file(path: str) -> None:
+    """Refuse a data file that LMDB would take for a new store (0 bytes: it would start
+    over, silently) or that is shorter than its meta page says (reading the missing
+    pages is SIGBUS, not an error). A folder with no data file is a new store."""
+    data = os.path.join(path, "data.mdb")
+    waited = False
+    while True:
+        try:
+            problem = data_file_problem(data)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(
+                f"LMDB store {path}: cannot read {data} ({exc.strerror or exc})", path=path
+            ) from exc
+        if problem is None:
+            return
+        # Race: a process creating this store holds LMDB's exclusive lock from creating
+        # data.mdb (0 bytes) until it has written the header. Wait for it to finish
+        # rather than take its new store for an emptied one.
+        if problem.startswith("is empty") and not waited and _wait_for_creator(path):
+            waited = True
+            continue
+        raise StoreError(
+            f"LMDB store {path}: its data file {data} {problem}. It was left "
+            "untouched: restore it from a copy, or move the folder away to start a "
+            "new store.",
+            path=path,
+        )
+
+
+_FLOCK = "@hhqqi0q"  # Linux's struct flock: type, whence, start, len, pid (64-bit off_t)
+
+
+def _wait_for_creator(path: str, patience: float = 60.0) -> bool:
+    """Whether a process held the store's creation lock (LMDB's exclusive lock on byte
+    0 of ``lock.mdb``), waited out. Asked with F_GETLK, which takes no lock: taking
+    even a shared one could make a creator that starts meanwhile skip initializing.
+    Where F_GETLK's struct is not known (not Linux): a short pause, then one more look."""
+    if not sys.platform.startswith("linux"):
+        time.sleep(0.5)
+        return True
+    lock_file = os.path.join(path, "lock.mdb")
+    waited = False
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if not _creation_lock_held(lock_file):
+            return waited
+        waited = True
+        time.sleep(0.01)
+    return False
+
+
+def _creation_lock_held(lock_file: str) -> bool:
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        # Closing this descriptor drops every fcntl lock this *process* holds on the
+        # file: safe here, since this process has no environment open on it yet.
+        query = struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _writable(path: str) -> bool:
