@@ -81,16 +81,19 @@ def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
     prepare_folder(path)
     check_data_file(path)
     read_only = not writable(path)
+    env = None
     try:
         env = lmdb_open(path, map_size, read_only)
+        if not read_only:
+            env.reader_check()  # slots of readers that crashed
     except lmdb.Error as exc:
+        if env is not None:
+            env.close()  # else this process could never open the path again
         raise StoreError(
             f"{path} does not hold a usable LMDB store ({type(exc).__name__}: {exc}); "
             "it was left untouched",
             path=path,
         ) from exc
-    if not read_only:
-        env.reader_check()  # slots of readers that crashed
     return env, read_only
 
 
@@ -223,13 +226,14 @@ class LMDBStore(Store):
         # map is safe (LMDB requires it).
         while True:
             try:
-                return operation()
-            except lmdb.MapResizedError:
-                handle.env.set_mapsize(0)  # adopt the size another process grew it to
-            except lmdb.MapFullError:
-                handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
-            except lmdb.Error as exc:  # damaged pages, a read-only store, ...: one type
-                raise lmdb_failure(handle, exc) from exc
+                try:
+                    return operation()
+                except lmdb.MapResizedError:
+                    handle.env.set_mapsize(0)  # adopt the size another process grew it to
+                except lmdb.MapFullError:
+                    handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # damaged pages, a read-only store, a failed
+                raise lmdb_failure(handle, exc) from exc  # resize...: one type, the path
 
     # -- the cache --------------------------------------------------------------------
 
