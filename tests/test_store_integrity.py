@@ -201,6 +201,28 @@ fcntl.lockf(lock, fcntl.LOCK_UN, 1, 0)
 """
 
 
+def test_a_data_file_of_the_other_word_size_is_refused_by_name(tmp_path):
+    """LMDB's files differ between 32- and 64-bit builds (page numbers are words): a
+    file of the other size is named as such, not "not an LMDB file"."""
+    import struct
+
+    word = 12 - struct.calcsize("P")  # the size this build is not
+    w = "Q" if word == 8 else "I"
+    folder = tmp_path / "store"
+    folder.mkdir(mode=0o700)
+    pages = []
+    for pgno in (0, 1):
+        header = struct.pack(f"={w}HHHH", pgno, 0, 0x08, 0, 0)  # P_META
+        free = struct.pack(f"=IHH5{w}", 4096, 0, 0, 0, 0, 0, 0, 2**(8 * word) - 1)
+        main = struct.pack(f"=IHH5{w}", 0, 0, 0, 0, 0, 0, 0, 2**(8 * word) - 1)
+        meta = struct.pack(f"=II{w}{w}", 0xBEEFC0DE, 1, 0, 1 << 20) + free + main
+        meta += struct.pack(f"={w}{w}", 1, pgno)  # last_pg, txnid
+        pages.append((header + meta).ljust(4096, b"\0"))
+    (folder / "data.mdb").write_bytes(b"".join(pages))
+    with pytest.raises(StoreError, match=f"{8 * word}-bit build of LMDB"):
+        in_child_raising(lambda: LMDBStore(folder))
+
+
 def in_child_raising(action):
     """Run ``action`` in a child; re-raise its StoreError here (message kept)."""
     kind, outcome = in_child(action)
