@@ -346,7 +346,12 @@ def test_store_paths_expand_tilde_and_refuse_empty_and_non_strings(tmp_path, mon
     assert LMDBStore(tmp_path / "home" / "x").path == store.path  # os.PathLike
 
 
-def test_a_read_only_store_reads_and_refuses_every_write(tmp_path, monkeypatch):
+@pytest.mark.parametrize("owner", ["ours", "root's"])
+def test_a_read_only_store_reads_and_refuses_every_write(tmp_path, monkeypatch, owner):
+    """Our own store made read-only (chmod), or one root owns (a store baked into an
+    image, run as another user): reads work, every write is refused by name."""
+    if owner == "root's" and os.geteuid() != 0:
+        pytest.skip("a root-owned store read by another user needs root to set up")
     monkeypatch.setenv("PARALLELTASK_STORE_KEY", "a key both users share")
     base = tempfile.mkdtemp(prefix="ro-store-")  # reachable by "nobody" (not under /root)
     try:
@@ -361,12 +366,12 @@ def test_a_read_only_store_reads_and_refuses_every_write(tmp_path, monkeypatch):
             store.flush()
 
         assert in_child(fill)[0] == "ok"
-        owner = OTHER_UID if os.geteuid() == 0 else os.geteuid()
+        owner_uid = os.geteuid() if owner == "root's" or os.geteuid() != 0 else OTHER_UID
         for name in ("data.mdb", "lock.mdb"):
-            os.chown(os.path.join(path, name), owner, owner)
-            os.chmod(os.path.join(path, name), 0o400)
-        os.chown(path, owner, owner)
-        os.chmod(path, 0o500)
+            os.chown(os.path.join(path, name), owner_uid, owner_uid)
+            os.chmod(os.path.join(path, name), 0o444)
+        os.chown(path, owner_uid, owner_uid)
+        os.chmod(path, 0o555)
 
         def read_then_write():
             store = LMDBStore(path)

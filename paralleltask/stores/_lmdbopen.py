@@ -60,8 +60,10 @@ def _check_folder(path: str, st: os.stat_result) -> None:
     swapped or cut file can still crash or mislead the process reading it). A folder
     that others may only *read* is accepted: LMDB creates the files in it owner-only
     (0600), so they see names, not values, and ``mkdir`` under the usual umask 022
-    makes exactly such a folder."""
-    if st.st_uid != os.geteuid():
+    makes exactly such a folder. A folder root owns is accepted, as ssh accepts
+    root-owned paths: root can replace anything of ours anyway, and a store baked into
+    an image (root's, read-only to the user who runs it) is then readable."""
+    if st.st_uid not in (os.geteuid(), 0):
         raise StoreError(
             f"the LMDBStore folder {path} is owned by uid {st.st_uid}, not by you (uid "
             f"{os.geteuid()}): its owner could replace the store under you. Use a folder "
