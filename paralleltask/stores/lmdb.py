@@ -70,8 +70,11 @@ def _handle(path: str, map_size: int) -> _Handle:
         handle = _handles.get(path)
         if handle is None or handle.pid != os.getpid():
             env, read_only = _open(path, map_size)
-            handle = _handles[path] = _Handle(env)
+            handle = _Handle(env)
+            # Race: the lookup above reads _handles without the lock, so a handle is
+            # published only once whole (read_only set), never before.
             handle.read_only = read_only
+            _handles[path] = handle
         return handle
 
 
