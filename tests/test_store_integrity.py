@@ -125,6 +125,32 @@ def test_a_cache_value_cut_short_is_a_miss_and_purge_expired_still_works(tmp_pat
     assert store.cache_get(b"e" * 32) is MISS and store.cache_get(key) == 42
 
 
+def test_an_lmdb_error_while_following_a_resize_is_a_store_error(tmp_path):
+    """Another process grew the map (MapResizedError) and adopting its size fails too:
+    the reader gets a StoreError naming the store, lmdb's error as its cause."""
+    store = LMDBStore(tmp_path / "store")
+    handle = store._handle()
+    real = handle.env
+
+    class Resized:  # the environment, as it looks while set_mapsize keeps failing
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def begin(self, **kwargs):
+            raise lmdb.MapResizedError("injected: the map grew elsewhere")
+
+        def set_mapsize(self, size):
+            raise lmdb.Error("injected: set_mapsize failed")
+
+    handle.env = Resized()
+    try:
+        with pytest.raises(StoreError, match="set_mapsize failed") as raised:
+            store.cache_get(b"k" * 32)
+    finally:
+        handle.env = real
+    assert raised.value.path == store.path and isinstance(raised.value.__cause__, lmdb.Error)
+
+
 def test_a_data_file_cut_to_half_is_refused_at_open_not_a_signal(tmp_path):
     source, cut = tmp_path / "source", tmp_path / "cut"
     filled_store(source)
