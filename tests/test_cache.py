@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from paralleltask import CachePolicy, LMDBStore, MemoryStore, entrypoint, task
 from paralleltask.stores import MISS
+from paralleltask.errors import StoreError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -227,12 +228,12 @@ def test_garbage_path_fails_clearly_and_is_left_as_it_was(tmp_path):
     folder = tmp_path / "garbage"
     folder.mkdir()
     (folder / "data.mdb").write_bytes(b"not lmdb " * 1000)
-    with pytest.raises(ValueError, match="garbage"):
+    with pytest.raises(StoreError, match="garbage"):
         LMDBStore(folder)
     assert (folder / "data.mdb").read_bytes() == b"not lmdb " * 1000
     a_file = tmp_path / "a-file"
     a_file.write_text("hello")
-    with pytest.raises(ValueError, match="a-file"):
+    with pytest.raises(StoreError, match="a-file"):
         LMDBStore(a_file)
     assert a_file.read_text() == "hello"
 

@@ -33,6 +33,7 @@ import pytest
 
 from paralleltask import CachePolicy, LMDBStore, entrypoint, task
 from paralleltask._checkpoint import OUTCOME, call_slot
+from paralleltask.errors import StoreError
 from paralleltask.stores._format import STAMP, TAG_SIZE, seal
 from paralleltask.stores.base import thread_key
 from tests.test_scripts import sigint_not_ignored, tagged_pids, wait_gone
@@ -402,10 +403,10 @@ def test_a_tampered_checkpoint_is_refused_unread(tmp_path, target, how):
         overwrite(store, name, key, pickle.dumps(Booby(marker)))
 
     if target == "checkpoint":
-        with pytest.raises(ValueError, match=store_error(path)) as refused:
+        with pytest.raises(StoreError, match=store_error(path)) as refused:
             main.get_state(config("t"))
         assert "refused unread" in str(refused.value)
-    with pytest.raises(ValueError, match=store_error(path)) as refused:
+    with pytest.raises(StoreError, match=store_error(path)) as refused:
         main.invoke(None, config("t"))
     assert "refused unread" in str(refused.value)
     assert not marker.exists()  # nothing was unpickled
@@ -423,12 +424,12 @@ def test_a_foreign_store_is_refused_unread(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PARALLELTASK_STORE_KEY", "our key")
     ours = resumable_job(LMDBStore(path))
-    with pytest.raises(ValueError, match=store_error(path)) as refused:
+    with pytest.raises(StoreError, match=store_error(path)) as refused:
         ours.get_state(config("t"))
     assert "another key" in str(refused.value)
-    with pytest.raises(ValueError, match=store_error(path)):
+    with pytest.raises(StoreError, match=store_error(path)):
         ours.invoke(None, config("t"))
-    with pytest.raises(ValueError, match=store_error(path)):
+    with pytest.raises(StoreError, match=store_error(path)):
         list(ours.get_state_history(config("t")))
     assert not marker.exists()
     assert runs(folder) == 2
@@ -483,7 +484,7 @@ def test_a_garbage_data_file_fails_fast_and_is_left_byte_for_byte(tmp_path, size
     garbage = os.urandom(size)
     (folder / "data.mdb").write_bytes(garbage)
     started = time.monotonic()
-    with pytest.raises(ValueError, match=re.escape(os.path.realpath(folder))):
+    with pytest.raises(StoreError, match=re.escape(os.path.realpath(folder))):
         LMDBStore(folder)
     assert time.monotonic() - started < 2
     assert (folder / "data.mdb").read_bytes() == garbage

@@ -7,6 +7,13 @@ roles apart (``cache``, ``checkpoints``, ``writes``). The map grows when full
 (``MapFullError``: double it, retry the write) and follows another process's growth
 (``MapResizedError``: adopt the new size, retry).
 Stale reader slots left by crashed processes are cleared on open (``reader_check``).
+
+What the store refuses at open (``_lmdbopen.py``: a folder of another user's or that
+others may write, a data file empty or cut short, one LMDB will not open) and every
+LMDB error later are one :class:`~paralleltask.errors.StoreError` naming the path (the
+LMDB error as its ``__cause__``). A malformed cache value is a miss, a malformed
+checkpoint a ``StoreError``. A store that is not writable by us opens read-only: reads
+work, writes are refused.
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ from typing import Any
 
 import lmdb
 
+from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
+from ._lmdbopen import (
+    check_data_file,
+    lmdb_failure,
+    lmdb_open,
+    prepare_folder,
+    store_path,
+    writable,
+)
 from .base import MISS, OnCommit, Store, thread_key
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -53,31 +69,35 @@ def _handle(path: str, map_size: int) -> _Handle:
     with _handles_lock:
         handle = _handles.get(path)
         if handle is None or handle.pid != os.getpid():
-            handle = _handles[path] = _Handle(_open(path, map_size))
+            env, read_only = _open(path, map_size)
+            handle = _Handle(env)
+            # Race: the lookup above reads _handles without the lock, so a handle is
+            # published only once whole (read_only set), never before.
+            handle.read_only = read_only
+            _handles[path] = handle
         return handle
 
 
-def _open(path: str, map_size: int) -> lmdb.Environment:
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{path} is a file, not an LMDBStore folder; it was left untouched")
-    os.makedirs(path, mode=0o700, exist_ok=True)
+def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
+    """The LMDB environment at ``path`` (created if there is none) and whether it is
+    read-only to us; :class:`StoreError` for anything that is not a sound store of ours."""
+    prepare_folder(path)
+    check_data_file(path)
+    read_only = not writable(path)
+    env = None
     try:
-        env = lmdb.open(
-            path,
-            map_size=map_size,
-            subdir=True,
-            max_dbs=8,
-            mode=0o600,
-            readahead=False,
-            max_readers=512,
-        )
+        env = lmdb_open(path, map_size, read_only)
+        if not read_only:
+            env.reader_check()  # slots of readers that crashed
     except lmdb.Error as exc:
-        raise ValueError(
+        if env is not None:
+            env.close()  # else this process could never open the path again
+        raise StoreError(
             f"{path} does not hold a usable LMDB store ({type(exc).__name__}: {exc}); "
-            "it was left untouched"
+            "it was left untouched",
+            path=path,
         ) from exc
-    env.reader_check()  # slots of readers that crashed
-    return env
+    return env, read_only
 
 
 class _Writer:
@@ -144,10 +164,42 @@ class LMDBStore(Store):
     def __init__(self, path: str | os.PathLike, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         if not isinstance(map_size, int) or map_size <= 0:
             raise ValueError(f"map_size must be a positive int, got {map_size!r}")
-        self.path = os.path.realpath(os.fspath(path))
+        self.path = store_path(path)
         self.map_size = map_size
         self._key = load_key()
         self._handle()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the store is not writable by us (opened for reading only)."""
+        return self._handle().read_only
+
+    def _check_writable(self, doing: str) -> None:
+        """Refuse ``doing`` (a write) in a read-only store, before anything is queued."""
+        if self._handle().read_only:
+            raise StoreError(
+                f"LMDB store {self.path} is read-only (its folder or files are not "
+                f"writable by you): it can be read, not written; {doing} was refused",
+                path=self.path,
+            )
+
+    def _read_db(self, handle: _Handle, name: bytes) -> Any:
+        """The named database, for a read; ``None`` in a read-only store that has none
+        (nothing was ever written there, and a read-only store cannot create it)."""
+        db = handle.dbs.get(name)
+        if db is not None or not handle.read_only:
+            return db or self._db(handle, name)
+
+        def open_existing() -> Any:
+            try:
+                return handle.env.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                return None
+
+        db = self._retrying(handle, open_existing)
+        if db is not None:
+            handle.dbs[name] = db
+        return db
 
     def _handle(self) -> _Handle:
         return _handle(self.path, self.map_size)
@@ -177,26 +229,36 @@ class LMDBStore(Store):
         # map is safe (LMDB requires it).
         while True:
             try:
-                return operation()
-            except lmdb.MapResizedError:
-                handle.env.set_mapsize(0)  # adopt the size another process grew it to
-            except lmdb.MapFullError:
-                handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+                try:
+                    return operation()
+                except lmdb.MapResizedError:
+                    handle.env.set_mapsize(0)  # adopt the size another process grew it to
+                except lmdb.MapFullError:
+                    handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+            except lmdb.Error as exc:  # damaged pages, a read-only store, a failed
+                raise lmdb_failure(handle, exc) from exc  # resize...: one type, the path
 
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
         handle = self._handle()
         with handle.lock:
-            db = handle.dbs.get(b"cache") or self._db(handle, b"cache")
+            db = handle.dbs.get(b"cache") or self._read_db(handle, b"cache")
+            if db is None:  # a read-only store with no cache in it
+                return MISS
             try:  # the hot path of a hit: one read transaction, no closures
                 with handle.env.begin(db=db) as txn:
                     data = txn.get(key)
             except lmdb.MapResizedError:
                 data = self._retrying(handle, lambda: _get(handle.env, db, key))
+            except lmdb.Error as exc:
+                raise lmdb_failure(handle, exc) from exc
         if data is None:
             return MISS
-        (expiry,) = _EXPIRY.unpack_from(data)
+        try:
+            (expiry,) = _EXPIRY.unpack_from(data)
+        except struct.error:  # shorter than its expiry stamp: not an entry of ours
+            return MISS
         if expiry and expiry <= time.time():
             return MISS
         try:
@@ -241,6 +303,7 @@ class LMDBStore(Store):
             self._retrying(handle, write)
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
+        self._check_writable("clearing the cache")
         self.flush()  # a queued put must not land after the clear
 
         def clear(txn, db) -> None:
@@ -257,14 +320,22 @@ class LMDBStore(Store):
         self._write(b"cache", clear)
 
     def purge_expired(self) -> int:
+        """Delete the entries whose time is up; how many. An entry too short to carry
+        an expiry stamp is not ours to judge: it stays (a miss, replaced by the next
+        put under its key, or removed by :meth:`cache_clear`)."""
+        self._check_writable("purging expired entries")
         self.flush()
         now = time.time()
 
+        def expired(value: bytes) -> bool:  # False for an entry too short to say
+            if len(value) < _EXPIRY.size:
+                return False
+            (expiry,) = _EXPIRY.unpack_from(value)
+            return bool(expiry) and expiry <= now
+
         def purge(txn, db) -> int:
             cursor = txn.cursor(db=db)
-            doomed = [
-                key for key, value in cursor if (_EXPIRY.unpack_from(value)[0] or now + 1) <= now
-            ]
+            doomed = [key for key, value in cursor if expired(value)]
             for key in doomed:
                 txn.delete(key, db=db)
             return len(doomed)
@@ -310,7 +381,7 @@ class LMDBStore(Store):
                     blobs.append(value)
             return blobs
 
-        for data in reversed(self._read(b"checkpoints", collect)):
+        for data in reversed(self._read(b"checkpoints", collect, [])):
             yield self._open_checkpoint(data, thread_id)
 
     def write_put(
@@ -339,10 +410,11 @@ class LMDBStore(Store):
                     items.append((key[len(prefix) :], value))
             return items
 
-        for slot, data in self._read(b"writes", collect):
+        for slot, data in self._read(b"writes", collect, []):
             yield slot, self._open_checkpoint(data, thread_id)
 
     def thread_delete(self, thread_id: str) -> None:
+        self._check_writable(f"deleting thread {thread_id!r}")
         self.flush()
         prefix = thread_key(thread_id)
 
@@ -356,10 +428,14 @@ class LMDBStore(Store):
         self._write(b"checkpoints", delete)
         self._write(b"writes", delete)
 
-    def _read(self, name: bytes, action) -> Any:
+    def _read(self, name: bytes, action, empty: Any = None) -> Any:
+        """``action(txn, db)`` in one read transaction; ``empty`` when a read-only
+        store has no such database."""
         handle = self._handle()
         with handle.lock:
-            db = self._db(handle, name)
+            db = self._read_db(handle, name)
+            if db is None:
+                return empty
 
             def read() -> Any:
                 with handle.env.begin(db=db) as txn:
@@ -373,15 +449,17 @@ class LMDBStore(Store):
         try:
             return open_sealed(self._key, data)
         except UnverifiedValue as exc:
-            raise ValueError(
+            raise StoreError(
                 f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} was refused "
                 f"unread: {exc}. It was written with another key (PARALLELTASK_STORE_KEY or "
-                "the key file) or altered; nothing of it was unpickled."
+                "the key file) or altered; nothing of it was unpickled.",
+                path=self.path,
             ) from None
         except Exception as exc:
-            raise ValueError(
+            raise StoreError(
                 f"LMDB store {self.path}: a checkpoint of thread {thread_id!r} verifies but "
-                f"will not load in this Python ({type(exc).__name__}: {exc})"
+                f"will not load in this Python ({type(exc).__name__}: {exc})",
+                path=self.path,
             ) from exc
 
     def __repr__(self) -> str:
