@@ -279,11 +279,12 @@ def test_a_rerun_outer_call_replays_its_finished_nested_calls(tmp_path, executor
 
 
 def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch):
-    """Disk full during a commit (injected): the run still returns every result, the
-    lost writes are reported as a warning naming the store, and the store keeps
-    working once the disk has room again."""
+    """Disk full during a commit of results (injected): the run raises StoreError
+    naming the store and what was not written, with every result in its value (never a
+    warning alone), and the store keeps working once the disk has room again."""
     import lmdb
 
+    from paralleltask.errors import StoreError
     from paralleltask.stores import lmdb as lmdb_store
 
     store = LMDBStore(tmp_path / "store")
@@ -291,7 +292,7 @@ def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch)
     failures = []
 
     def full_disk(self, batch):
-        if not failures:
+        if not failures and any(item[0] == b"writes" for item in batch):
             failures.append(len(batch))
             raise lmdb.DiskError("mdb_txn_commit: No space left on device")
         return real_write(self, batch)
@@ -300,8 +301,10 @@ def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch)
     job = squares_job(store)
     config = {"configurable": {"thread_id": "disk"}}
     (tmp_path / "healed").touch()
-    with pytest.warns(RuntimeWarning, match=r"entries were not written.*No space left"):
-        assert job.invoke((str(tmp_path), [1, 2, 3], -1), config) == [1, 4, 9]
+    with pytest.raises(StoreError, match=r"not stored.*No space left") as raised:
+        job.invoke((str(tmp_path), [1, 2, 3], -1), config)
+    assert raised.value.value == [1, 4, 9]
+    assert raised.value.path == store.path
     assert failures
     assert job.invoke((str(tmp_path), [4], -1), config) == [16]
     assert job.get_state(config).values == [16]

@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import pickle
 import time
-import warnings
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
 
+from .. import serde
 from ._format import UnverifiedValue, load_key, open_sealed, seal
-from .base import MISS, OnCommit, Store, thread_key
+from ..errors import StoreError
+from .base import MISS, OnCommit, Store, commit_error, thread_key
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _EXPIRY = struct.Struct("<d")  # seconds since the epoch; 0.0: never expires
@@ -80,25 +83,62 @@ def _open(path: str, map_size: int) -> lmdb.Environment:
     return env
 
 
+class _Claim:
+    """A checkpoint to add as its thread's next (:meth:`LMDBStore.checkpoint_add`): the
+    writer takes its seq inside the commit's transaction, and the caller waits."""
+
+    __slots__ = ("done", "error", "make", "prefix", "record", "write")
+
+    def __init__(self, prefix: bytes, make, write: bool) -> None:
+        self.prefix, self.make, self.write = prefix, make, write
+        self.record: dict | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def settle(self, error: BaseException | None) -> None:
+        if error is not None:
+            self.error = error
+        self.done.set()
+
+
 class _Writer:
     """One thread per environment that commits queued puts in batches (group commit):
     one fsync'd transaction for every put that queued up meanwhile, off the threads
-    that deliver results. ``flush()`` waits until what was queued is committed."""
+    that deliver results. ``flush()`` waits until what was queued is committed and its
+    ``on_commit`` callbacks have run (a failed put's run has learnt of it by then).
+
+    ``cached`` holds the cache entries queued and not yet committed (key -> expiry,
+    pickle, sealed bytes), so that a lookup in this process sees its own puts at once.
+    """
 
     def __init__(self, store: LMDBStore) -> None:
         self._store = store
-        self._queue: list[tuple[bytes, bytes, bytes, OnCommit]] = []
+        self._queue: list[tuple[bytes, bytes, Any, OnCommit]] = []
         self._changed = threading.Condition()
         self._writing = False
+        self.cached: dict[bytes, tuple[float, bytes, bytes]] = {}
         self._thread = threading.Thread(target=self._serve, name="paralleltask-lmdb", daemon=True)
         self._thread.start()
 
-    def put(self, name: bytes, key: bytes, data: bytes, on_commit: OnCommit = None) -> None:
+    def put(self, name: bytes, key: bytes, data: Any, on_commit: OnCommit = None) -> None:
         with self._changed:
             self._queue.append((name, key, data, on_commit))
             self._changed.notify_all()
 
+    def put_cache(
+        self, key: bytes, data: bytes, expiry: float, blob: bytes, on_commit: OnCommit
+    ) -> None:
+        with self._changed:
+            # Visible at once: until the commit a lookup finds it in `cached`, after it
+            # in the database (it leaves `cached` only once committed: no window in
+            # which it is in neither).
+            self.cached[key] = (expiry, blob, data)
+            self._queue.append((b"cache", key, data, on_commit))
+            self._changed.notify_all()
+
     def flush(self) -> None:
+        if threading.current_thread() is self._thread:
+            return  # an on_commit callback that flushes: waiting on ourselves never ends
         with self._changed:
             while self._queue or self._writing:
                 self._changed.wait()
@@ -111,21 +151,60 @@ class _Writer:
                 batch, self._queue = self._queue, []
                 self._writing = True
             try:
-                self._store._write_batch(batch)
-            except Exception as exc:
-                warnings.warn(
-                    f"LMDB store {self._store.path}: {len(batch)} entries were not "
-                    f"written: {type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=1,
-                )
-            finally:
+                try:
+                    errors = self._commit(batch)
+                except BaseException as exc:  # a bug of ours: the puts still hear of it
+                    traceback.print_exc()
+                    errors = [commit_error(self._store.path, len(batch), exc)] * len(batch)
+                self._forget_cached(batch)
+                self._settle(batch, errors)
+            finally:  # whatever happened, the writer serves the next batch
                 with self._changed:
                     self._writing = False
                     self._changed.notify_all()
-            for *_, on_commit in batch:  # e.g. resolve futures under durability="sync"
+
+    def _commit(self, batch: list) -> list[StoreError | None]:
+        """Commit ``batch`` in one transaction; if that fails, each put alone, so that
+        one put that cannot be stored (too large for what is left of the disk) does not
+        take other puts, maybe other runs', with it. The error of each put, or None."""
+        store = self._store
+        try:
+            store._write_batch(batch)
+            return [None] * len(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [commit_error(store.path, 1, exc)]
+        errors: list[StoreError | None] = []
+        for item in batch:
+            try:
+                store._write_batch([item])
+                errors.append(None)
+            except Exception as exc:
+                errors.append(commit_error(store.path, 1, exc))
+        return errors
+
+    def _forget_cached(self, batch: list) -> None:
+        # Committed (or failed): a lookup now reads the database. An entry queued again
+        # meanwhile (a newer value under the same key) stays until its own commit.
+        cached = self.cached
+        with self._changed:
+            for name, key, data, _ in batch:
+                if name == b"cache" and (entry := cached.get(key)) is not None:
+                    if entry[2] is data:
+                        del cached[key]
+
+    @staticmethod
+    def _settle(batch: list, errors: list) -> None:
+        """Tell each put how its commit went (e.g. resolve futures under "sync"), before
+        ``flush()`` returns; a callback that raises is reported, the others still run."""
+        for (_, _, data, on_commit), error in zip(batch, errors, strict=True):
+            try:
+                if type(data) is _Claim:
+                    data.settle(error or data.error)
                 if on_commit is not None:
-                    on_commit()
+                    on_commit(error)
+            except BaseException:
+                traceback.print_exc()
 
 
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
@@ -186,6 +265,8 @@ class LMDBStore(Store):
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
+        if (pending := self._pending_cache(key)) is not MISS:  # this process's own puts
+            return pending
         handle = self._handle()
         with handle.lock:
             db = handle.dbs.get(b"cache") or self._db(handle, b"cache")
@@ -207,13 +288,31 @@ class LMDBStore(Store):
             return MISS  # that changed): a miss, and the next put replaces it
 
     def cache_put(
-        self, key: bytes, value: Any, ttl: float | None, pickled: bytes | None = None
+        self,
+        key: bytes,
+        value: Any,
+        ttl: float | None,
+        pickled: bytes | None = None,
+        on_commit: OnCommit = None,
     ) -> None:
-        """Queue the entry for the writer thread (see :meth:`flush`)."""
+        """Queue the entry for the writer thread (see :meth:`flush`); this process's
+        lookups see it at once (:meth:`_pending_cache`)."""
         expiry = time.time() + ttl if ttl else 0.0
-        data = _EXPIRY.pack(expiry) + seal(self._key, value, pickled)
-        handle = self._handle()
-        self._writer(handle).put(b"cache", key, data)
+        blob = serde.dumps(value) if pickled is None else pickled
+        data = _EXPIRY.pack(expiry) + seal(self._key, value, blob)
+        self._writer(self._handle()).put_cache(key, data, expiry, blob, on_commit)
+
+    def _pending_cache(self, key: bytes) -> Any:
+        """The value of a cache entry this process queued and the writer has not
+        committed yet, or MISS: so a call cached twice in a row runs once, as with
+        MemoryStore and LangGraph. One dict lookup when nothing is pending."""
+        writer = self._handle().writer
+        if writer is None:
+            return MISS
+        entry = writer.cached.get(key)  # a dict read is atomic; no lock on the hit path
+        if entry is None or (entry[0] and entry[0] <= time.time()):
+            return MISS
+        return pickle.loads(entry[1])  # a copy, as a committed entry's read is
 
     def _writer(self, handle: _Handle) -> _Writer:
         if handle.writer is None:
@@ -228,17 +327,51 @@ class LMDBStore(Store):
         if writer is not None:
             writer.flush()
 
-    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes, OnCommit]]) -> None:
+    def _write_batch(self, batch: list[tuple[bytes, bytes, Any, OnCommit]]) -> None:
+        """Commit ``batch`` in one write transaction (the map grows if full)."""
         handle = self._handle()
         with handle.lock:
-            dbs = {name: self._db(handle, name) for name in {item[0] for item in batch}}
+            names = {item[0] for item in batch}
+            if any(type(item[2]) is _Claim for item in batch):
+                names.add(b"seqs")
+            dbs = {name: self._db(handle, name) for name in names}
 
             def write() -> None:
                 with handle.env.begin(write=True) as txn:
                     for name, key, data, _ in batch:
-                        txn.put(key, data, db=dbs[name])
+                        if type(data) is _Claim:
+                            self._take_seq(txn, dbs, data)
+                        else:
+                            txn.put(key, data, db=dbs[name])
 
             self._retrying(handle, write)
+
+    def _take_seq(self, txn: Any, dbs: dict, claim: _Claim) -> None:
+        """Inside the write transaction (LMDB has one writer at a time, across
+        processes): the thread's next seq, past its last record and its last reserved
+        seq; the record built and sealed with it. A record that will not build or
+        pickle fails its own claim only, not the transaction."""
+        claim.error = claim.record = None  # (a batch that failed is retried put by put)
+        prefix = claim.prefix
+        cursor = txn.cursor(db=dbs[b"checkpoints"])
+        found = cursor.prev() if cursor.set_range(prefix + _LAST_SEQ) else cursor.last()
+        last = -1
+        if found and cursor.key().startswith(prefix):
+            (last,) = _SEQ.unpack_from(cursor.key(), len(prefix))
+        reserved = txn.get(prefix, db=dbs[b"seqs"])
+        if reserved is not None:
+            last = max(last, _SEQ.unpack(reserved)[0])
+        seq = last + 1
+        try:
+            record = claim.make(seq)
+            data = seal(self._key, record) if claim.write else None
+        except Exception as exc:
+            claim.error = exc
+            return
+        txn.put(prefix, _SEQ.pack(seq), db=dbs[b"seqs"])
+        if data is not None:
+            txn.put(prefix + _SEQ.pack(seq), data, db=dbs[b"checkpoints"])
+        claim.record = record
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
         self.flush()  # a queued put must not land after the clear
@@ -281,6 +414,18 @@ class LMDBStore(Store):
         key = thread_key(thread_id) + _SEQ.pack(record["seq"])
         data = seal(self._key, record)
         self._writer(self._handle()).put(b"checkpoints", key, data, on_commit)
+
+    def checkpoint_add(
+        self, thread_id: str, make: Callable[[int], dict], write: bool = True
+    ) -> dict:
+        """Queue the record for the writer, which numbers it in its transaction (so
+        it shares the commit of whatever else is queued: group commit), and wait."""
+        claim = _Claim(thread_key(thread_id), make, write)
+        self._writer(self._handle()).put(b"checkpoints", claim.prefix, claim)
+        claim.done.wait()
+        if claim.error is not None:
+            raise claim.error
+        return claim.record
 
     def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
         prefix = thread_key(thread_id)
@@ -355,6 +500,7 @@ class LMDBStore(Store):
 
         self._write(b"checkpoints", delete)
         self._write(b"writes", delete)
+        self._write(b"seqs", lambda txn, db: txn.delete(prefix, db=db))  # numbering restarts
 
     def _read(self, name: bytes, action) -> Any:
         handle = self._handle()
