@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import serde
 from ._interrupt import NO_ANSWER, Scratch
 from ._nested import NestedSlots
-from .errors import EmptyInputError
-from .errors import StoreError
+from .errors import EmptyInputError, StoreError
 from .stores.base import MISS, Ledger, OnCommit, Store
 from .stream import interrupt_dicts
 from .types import Interrupt, PregelTask, StateSnapshot
@@ -225,10 +224,11 @@ class ThreadRun:
         return Start(False, value=latest["values"])
 
     def _fresh(self, latest: dict | None, input: Any) -> None:
-        # The store numbers the input record inside its commit, so a run of another
-        # process on this thread, started from the same `latest`, gets the next seq
-        # (both records have `latest` as parent: two branches, as two forks). Under
-        # "exit" the seq is only reserved: the record is written only if the run fails.
+        # The store gives the input record its seq once, to whichever process asks
+        # first: a run of another process on this thread, started from the same
+        # `latest`, gets the next (both records have `latest` as parent: two branches,
+        # as two forks). Under "sync" the body starts once the record is committed;
+        # under "exit" the seq is only taken: the record is written if the run fails.
         make = _maker(
             self.thread_id,
             latest,
@@ -241,7 +241,10 @@ class ThreadRun:
             input=input,
         )
         exit = self.durability == "exit"
-        self.record = self.store.checkpoint_add(self.thread_id, make, write=not exit)
+        watch = self.ledger.watch(("checkpoint", self.thread_id, "(new)", "input"))
+        self.record = self.store.checkpoint_add(
+            self.thread_id, make, not exit, watch, wait=self.durability == "sync"
+        )
         if exit:
             what = ("checkpoint", self.thread_id, self.record["seq"], "input")
             put = self.store.checkpoint_put
@@ -397,12 +400,9 @@ class ThreadRun:
         ``durability="exit"`` it is all that is written, as in LangGraph.) A loop
         record that cannot be stored is the run's error (see :class:`Ledger`)."""
         exit = self.durability == "exit"
-        if exit:  # the input record is not written: it is skipped
+        if exit:  # the input record is not written: it is skipped, and so are its writes
             self._held.clear()
-        self._put(self._write, OUTCOME + BODY, ("ok", self.name, serde.dumps(value)))
-        held, self._held = self._held, []
-        for put, args in held:  # queued ahead of the loop record: one commit for both
-            put(*args)
+        body = ("ok", self.name, serde.dumps(value))  # (fails here if it will not pickle)
         make = _maker(
             self.thread_id,
             self.record,
@@ -417,13 +417,20 @@ class ThreadRun:
         if exit:
             parent_id = self.record["parent_id"]
             make = _with_parent(make, parent_id)
+        # The seq is taken before the body's outcome is queued: taking it reads the
+        # thread's last record, which waits for a commit under way; queued together,
+        # both go in one commit.
+        what = ("checkpoint", self.thread_id, "(new)", "loop")
         try:
-            record = self.store.checkpoint_add(self.thread_id, make)
-        except StoreError as error:
-            self.ledger.settled(("checkpoint", self.thread_id, "(next)", "loop"), error)
-        else:
+            record = self.store.checkpoint_add(self.thread_id, make, True, self.ledger.watch(what))
+        except StoreError as error:  # no seq to be had (a full disk): the run's error
+            self.ledger.settled(what, error)
+            record = None
+        if not exit:
+            self._write(OUTCOME + BODY, body)
+        if record is not None:
             self._announce(record)
-        self.close()
+        self.close()  # flushed: a loop record that could not be stored is in the ledger
 
     def failed(self, exc: BaseException) -> None:
         """The body raised: the error shows in ``get_state().tasks``; the input record
@@ -559,7 +566,7 @@ def update(
         next=(),
         input=None,
     )
-    return _config(store.checkpoint_add(thread_id, make))  # committed, or StoreError
+    return _config(store.checkpoint_add(thread_id, make, wait=True))  # or StoreError
 
 
 def snapshot(store: Store, config: dict, name: str) -> StateSnapshot:

@@ -156,15 +156,19 @@ def test_a_failed_commit_under_async_or_exit_fails_the_invoke_at_its_end_with_th
     tmp_path, monkeypatch, where, durability
 ):
     store = LMDBStore(tmp_path / "store")
-    fail_commits(monkeypatch, b"writes")
+    # "exit" writes one thing when a run succeeds: its loop checkpoint.
+    fail_commits(monkeypatch, b"writes" if durability == "async" else b"checkpoints")
     squares = squares_entrypoint(store, EXECUTORS[where])
     with pytest.raises(StoreError, match="not stored") as raised:
         squares.invoke(3, thread("t"), durability=durability)
     assert raised.value.value == [0, 1, 4]  # the run's value: nothing computed is lost
     assert raised.value.path == store.path
-    assert "'squares'" in str(raised.value) and "No space left" in str(raised.value)
-    if durability == "async":
-        assert "'square'" in str(raised.value)  # each call's result is named
+    assert store.path in str(raised.value) and "No space left" in str(raised.value)
+    if durability == "async":  # each call's result is named, and the body's
+        assert "the result of 'square'" in str(raised.value)
+        assert "the result of 'squares'" in str(raised.value)
+    else:
+        assert "the loop checkpoint of thread 't'" in str(raised.value)
     monkeypatch.setattr(lmdb_store.LMDBStore, "_write_batch", REAL_WRITE)
     assert squares.invoke(2, thread("t"), durability=durability) == [0, 1]  # serves on
 

@@ -17,9 +17,9 @@ that cannot grow): a put is never lost silently. :meth:`Store.flush` waits for e
 put so far, and returns only after their ``on_commit`` calls. A run collects its own
 failed puts in a :class:`Ledger`, so runs sharing a store learn only of their own.
 
-A thread's checkpoints are numbered by the store (:meth:`Store.checkpoint_add`), inside
-the write that adds them, so runs in many processes on one thread never take the same
-``seq`` (and never mix their writes, which are keyed by it).
+A thread's checkpoints are numbered by the store (:meth:`Store.checkpoint_add`), so runs
+in many processes on one thread never take the same ``seq`` (and never mix their
+writes, which are keyed by it).
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def describe(what: Any) -> str:
         slot = key[1:].hex() or "the body"
         return f"{kind} of {name!r} (thread {thread_id!r}, checkpoint {seq}, slot {slot})"
     if what[0] == "checkpoint":
-        _, thread_id, seq, source = what
-        return f"the {source} checkpoint {seq} of thread {thread_id!r}"
+        _, thread_id, _, source = what
+        return f"the {source} checkpoint of thread {thread_id!r}"
     return f"the cache entry of {what[1]!r}"
 
 
@@ -158,14 +158,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def checkpoint_add(
-        self, thread_id: str, make: Callable[[int], dict], write: bool = True
+        self,
+        thread_id: str,
+        make: Callable[[int], dict],
+        write: bool = True,
+        on_commit: OnCommit = None,
+        wait: bool = False,
     ) -> dict:
-        """Add the thread's next checkpoint and return it, committed: ``make(seq)``
-        builds the record, with ``seq`` taken inside the write transaction, past every
-        seq the thread holds or was given, so runs in other processes never take it.
-        ``write=False`` only reserves the seq (the record is written later, if at all,
-        with :meth:`checkpoint_put`). Raises :class:`StoreError` if the commit fails,
-        and whatever ``make`` or pickling the record raises (nothing is written then)."""
+        """Add the thread's next checkpoint and return it: ``make(seq)`` builds the
+        record with a ``seq`` the store gives out once, to whichever process asks first
+        (so runs in other processes on the thread never share it, nor mix their writes,
+        which are keyed by it), then it is put like any other (``on_commit``); ``wait``:
+        return once it is committed, raising :class:`StoreError` if that failed.
+        ``write=False`` only takes the seq (the record is written later, if at all,
+        with :meth:`checkpoint_put`). What ``make`` or pickling raises is raised, and
+        nothing is written."""
 
     @abc.abstractmethod
     def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:

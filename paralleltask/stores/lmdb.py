@@ -3,7 +3,8 @@
 One file serves many processes at once (LMDB's own locking); a process opens each path
 once (``lmdb`` refuses a second ``Environment`` on the same path in one process, and an
 environment must not cross ``fork()``: a child opens its own). Named databases keep the
-roles apart (``cache``, ``checkpoints``, ``writes``). The map grows when full
+roles apart (``cache``, ``checkpoints``, ``writes``); a small second environment,
+``seqs/``, numbers each thread's checkpoints across processes (see :func:`_next_seq`). The map grows when full
 (``MapFullError``: double it, retry the write) and follows another process's growth
 (``MapResizedError``: adopt the new size, retry).
 Stale reader slots left by crashed processes are cleared on open (``reader_check``).
@@ -17,6 +18,7 @@ import threading
 import pickle
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -83,24 +85,6 @@ def _open(path: str, map_size: int) -> lmdb.Environment:
     return env
 
 
-class _Claim:
-    """A checkpoint to add as its thread's next (:meth:`LMDBStore.checkpoint_add`): the
-    writer takes its seq inside the commit's transaction, and the caller waits."""
-
-    __slots__ = ("done", "error", "make", "prefix", "record", "write")
-
-    def __init__(self, prefix: bytes, make, write: bool) -> None:
-        self.prefix, self.make, self.write = prefix, make, write
-        self.record: dict | None = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def settle(self, error: BaseException | None) -> None:
-        if error is not None:
-            self.error = error
-        self.done.set()
-
-
 class _Writer:
     """One thread per environment that commits queued puts in batches (group commit):
     one fsync'd transaction for every put that queued up meanwhile, off the threads
@@ -135,6 +119,12 @@ class _Writer:
             self.cached[key] = (expiry, blob, data)
             self._queue.append((b"cache", key, data, on_commit))
             self._changed.notify_all()
+
+    def commit_now(self, name: bytes, key: bytes, data: bytes, on_commit: OnCommit) -> None:
+        """Commit one put in the calling thread, the writer's own (a put that must be
+        waited for, asked by an on_commit callback: the writer cannot wait for itself)."""
+        item = (name, key, data, on_commit)
+        self._settle([item], self._commit([item]))
 
     def flush(self) -> None:
         if threading.current_thread() is self._thread:
@@ -197,12 +187,12 @@ class _Writer:
     def _settle(batch: list, errors: list) -> None:
         """Tell each put how its commit went (e.g. resolve futures under "sync"), before
         ``flush()`` returns; a callback that raises is reported, the others still run."""
-        for (_, _, data, on_commit), error in zip(batch, errors, strict=True):
+        for (name, _, data, on_commit), error in zip(batch, errors, strict=True):
             try:
-                if type(data) is _Claim:
-                    data.settle(error or data.error)
                 if on_commit is not None:
                     on_commit(error)
+                elif error is not None:  # nobody to tell (a put made through the API)
+                    warnings.warn(f"{error} ({name.decode()})", RuntimeWarning, stacklevel=1)
             except BaseException:
                 traceback.print_exc()
 
@@ -210,6 +200,106 @@ class _Writer:
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
     with env.begin(db=db) as txn:
         return txn.get(key)
+
+
+# -- checkpoint numbering across processes ---------------------------------------------
+#
+# Two processes running on one thread must never give two records the same seq (nor key
+# their writes by it). The seq is taken inside a write transaction of `seqs/`, a small
+# LMDB environment of its own: LMDB lets one process write at a time, so a seq is given
+# once. Its counters matter only while the processes that took them live, so it is
+# opened without fsync (a take costs ~20 µs, not a commit's fsync) and named after the
+# machine's boot (`seqs-<boot id>`): a process that crashes leaves its writes in the OS,
+# and an OS crash (which could leave an unsynced LMDB file torn) starts a new boot, a
+# new counter folder. A take also looks past the thread's last committed record (so a
+# fresh counter folder, or a store written before it existed, never gives out a seq a
+# record has). Where the boot cannot be told (no /proc), `seqs/` is fsync'd instead.
+
+_SEQ_MAP_SIZE = 1 << 20
+_seq_envs: dict[str, tuple[int, lmdb.Environment, threading.Lock]] = {}
+
+
+def _seq_env(path: str) -> tuple[lmdb.Environment, threading.Lock]:
+    """This process's ``seqs/`` environment of the store at ``path`` (anew after fork)."""
+    entry = _seq_envs.get(path)
+    if entry is None or entry[0] != os.getpid():
+        with _handles_lock:
+            entry = _seq_envs.get(path)
+            if entry is None or entry[0] != os.getpid():
+                boot = _boot_id()
+                folder = os.path.join(path, f"seqs-{boot}" if boot else "seqs")
+                if boot:
+                    _drop_older_boots(path, folder)
+                env = lmdb.open(
+                    folder,
+                    map_size=_SEQ_MAP_SIZE,
+                    subdir=True,
+                    mode=0o600,
+                    sync=not boot,  # see above: a new boot, a new folder
+                    metasync=not boot,
+                    readahead=False,
+                    max_readers=512,
+                )
+                entry = _seq_envs[path] = (os.getpid(), env, threading.Lock())
+    return entry[1], entry[2]
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip().replace("-", "") or None
+    except OSError:
+        return None
+
+
+def _drop_older_boots(path: str, keep: str) -> None:
+    """Counter folders of earlier boots: no process that took from them lives."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        folder = os.path.join(path, name)
+        if name.startswith("seqs-") and folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _seq_transaction(path: str, action) -> Any:
+    """``action(txn)`` in a write transaction of ``seqs/``, growing its map when full."""
+    env, lock = _seq_env(path)
+    with lock:  # our transactions one at a time: resizing the map is safe
+        while True:
+            try:
+                with env.begin(write=True) as txn:
+                    return action(txn)
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)
+            except lmdb.MapFullError:
+                env.set_mapsize(env.info()["map_size"] * 2)
+
+
+def _next_seq(store: LMDBStore, prefix: bytes) -> int:
+    """The next seq of the thread ``prefix``: past the last one given out (by any
+    process, this boot), or else past its last committed record; taken inside one
+    write transaction of ``seqs-<boot>/``."""
+
+    def take(txn: Any) -> int:
+        given = txn.get(prefix)
+        if given is not None:  # every record since this boot has a seq it gave out
+            seq = _SEQ.unpack(given)[0] + 1
+        else:  # a thread new to this boot's counters: past its records, if it has any
+            seq = store._last_committed_seq(prefix) + 1  # (waits for a commit under way)
+        txn.put(prefix, _SEQ.pack(seq))
+        return seq
+
+    try:
+        return _seq_transaction(store.path, take)
+    except lmdb.Error as exc:
+        raise commit_error(store.path, 1, exc) from exc
+
+
+def _forget_seqs(store: LMDBStore, prefix: bytes) -> None:
+    _seq_transaction(store.path, lambda txn: txn.delete(prefix))
 
 
 class LMDBStore(Store):
@@ -327,51 +417,18 @@ class LMDBStore(Store):
         if writer is not None:
             writer.flush()
 
-    def _write_batch(self, batch: list[tuple[bytes, bytes, Any, OnCommit]]) -> None:
+    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes, OnCommit]]) -> None:
         """Commit ``batch`` in one write transaction (the map grows if full)."""
         handle = self._handle()
         with handle.lock:
-            names = {item[0] for item in batch}
-            if any(type(item[2]) is _Claim for item in batch):
-                names.add(b"seqs")
-            dbs = {name: self._db(handle, name) for name in names}
+            dbs = {name: self._db(handle, name) for name in {item[0] for item in batch}}
 
             def write() -> None:
                 with handle.env.begin(write=True) as txn:
                     for name, key, data, _ in batch:
-                        if type(data) is _Claim:
-                            self._take_seq(txn, dbs, data)
-                        else:
-                            txn.put(key, data, db=dbs[name])
+                        txn.put(key, data, db=dbs[name])
 
             self._retrying(handle, write)
-
-    def _take_seq(self, txn: Any, dbs: dict, claim: _Claim) -> None:
-        """Inside the write transaction (LMDB has one writer at a time, across
-        processes): the thread's next seq, past its last record and its last reserved
-        seq; the record built and sealed with it. A record that will not build or
-        pickle fails its own claim only, not the transaction."""
-        claim.error = claim.record = None  # (a batch that failed is retried put by put)
-        prefix = claim.prefix
-        cursor = txn.cursor(db=dbs[b"checkpoints"])
-        found = cursor.prev() if cursor.set_range(prefix + _LAST_SEQ) else cursor.last()
-        last = -1
-        if found and cursor.key().startswith(prefix):
-            (last,) = _SEQ.unpack_from(cursor.key(), len(prefix))
-        reserved = txn.get(prefix, db=dbs[b"seqs"])
-        if reserved is not None:
-            last = max(last, _SEQ.unpack(reserved)[0])
-        seq = last + 1
-        try:
-            record = claim.make(seq)
-            data = seal(self._key, record) if claim.write else None
-        except Exception as exc:
-            claim.error = exc
-            return
-        txn.put(prefix, _SEQ.pack(seq), db=dbs[b"seqs"])
-        if data is not None:
-            txn.put(prefix + _SEQ.pack(seq), data, db=dbs[b"checkpoints"])
-        claim.record = record
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
         self.flush()  # a queued put must not land after the clear
@@ -408,7 +465,10 @@ class LMDBStore(Store):
     #
     # checkpoints: thread key (16 bytes) + seq (8, big-endian) -> sealed record
     # writes:      thread key + seq + slot                        -> sealed entry
-    # Both go through the writer (group commit); reads see what is committed.
+    # seqs/ (an environment of its own): thread key                -> last seq given out
+    # All go through the writer (group commit); reads see what is committed (the
+    # cache also what this process queued). A checkpoint's seq is taken inside a write
+    # transaction of seqs/ (checkpoint_add): processes on one thread never share one.
 
     def checkpoint_put(self, thread_id: str, record: dict, on_commit: OnCommit = None) -> None:
         key = thread_key(thread_id) + _SEQ.pack(record["seq"])
@@ -416,16 +476,57 @@ class LMDBStore(Store):
         self._writer(self._handle()).put(b"checkpoints", key, data, on_commit)
 
     def checkpoint_add(
-        self, thread_id: str, make: Callable[[int], dict], write: bool = True
+        self,
+        thread_id: str,
+        make: Callable[[int], dict],
+        write: bool = True,
+        on_commit: OnCommit = None,
+        wait: bool = False,
     ) -> dict:
-        """Queue the record for the writer, which numbers it in its transaction (so
-        it shares the commit of whatever else is queued: group commit), and wait."""
-        claim = _Claim(thread_key(thread_id), make, write)
-        self._writer(self._handle()).put(b"checkpoints", claim.prefix, claim)
-        claim.done.wait()
-        if claim.error is not None:
-            raise claim.error
-        return claim.record
+        """Take the thread's next seq (:func:`_next_seq`: at once, no commit waited
+        for), build the record with it, and queue it for the writer like any put."""
+        prefix = thread_key(thread_id)
+        record = make(_next_seq(self, prefix))
+        if write:
+            self._put_checkpoint(prefix, record, on_commit, wait)
+        elif on_commit is not None:
+            on_commit(None)
+        return record
+
+    def _put_checkpoint(self, prefix: bytes, record: dict, on_commit: OnCommit, wait: bool):
+        key, data = prefix + _SEQ.pack(record["seq"]), seal(self._key, record)
+        writer = self._writer(self._handle())
+        if not wait:
+            writer.put(b"checkpoints", key, data, on_commit)
+            return
+        outcome: list = []
+        committed = threading.Event()
+
+        def settled(error: StoreError | None) -> None:
+            outcome.append(error)
+            committed.set()
+            if on_commit is not None:
+                on_commit(error)
+
+        if threading.current_thread() is writer._thread:
+            writer.commit_now(b"checkpoints", key, data, settled)
+        else:
+            writer.put(b"checkpoints", key, data, settled)
+        committed.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _last_committed_seq(self, prefix: bytes) -> int:
+        """The seq of the thread's last committed record, or -1."""
+
+        def last(txn, db) -> int:
+            cursor = txn.cursor(db=db)
+            found = cursor.prev() if cursor.set_range(prefix + _LAST_SEQ) else cursor.last()
+            if found and cursor.key().startswith(prefix):
+                return _SEQ.unpack_from(cursor.key(), len(prefix))[0]
+            return -1
+
+        return self._read(b"checkpoints", last)
 
     def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
         prefix = thread_key(thread_id)
@@ -500,7 +601,7 @@ class LMDBStore(Store):
 
         self._write(b"checkpoints", delete)
         self._write(b"writes", delete)
-        self._write(b"seqs", lambda txn, db: txn.delete(prefix, db=db))  # numbering restarts
+        _forget_seqs(self, prefix)  # the thread's numbering starts again
 
     def _read(self, name: bytes, action) -> Any:
         handle = self._handle()

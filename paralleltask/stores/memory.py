@@ -76,7 +76,12 @@ class MemoryStore(Store):
             on_commit(None)
 
     def checkpoint_add(
-        self, thread_id: str, make: Callable[[int], dict], write: bool = True
+        self,
+        thread_id: str,
+        make: Callable[[int], dict],
+        write: bool = True,
+        on_commit: OnCommit = None,
+        wait: bool = False,
     ) -> dict:
         with self._lock:  # the seq is taken and used under one lock: no run shares it
             records = self._checkpoints.get(thread_id) or {}
@@ -86,6 +91,8 @@ class MemoryStore(Store):
             self._reserved[thread_id] = last + 1
             if blob is not None:
                 self._checkpoints.setdefault(thread_id, {})[last + 1] = blob
+        if on_commit is not None:
+            on_commit(None)
         return record
 
     def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
