@@ -85,6 +85,13 @@ def _open(path: str, map_size: int) -> lmdb.Environment:
     return env
 
 
+#: path -> the cache entries this process's writer has queued and not yet committed
+#: (the writer's own dict). Emptied in a forked child: its parent's writer commits them,
+#: and the child's lookups read the database until the child has a writer of its own.
+_pending_entries: dict[str, dict[bytes, tuple[float, bytes, bytes]]] = {}
+os.register_at_fork(after_in_child=_pending_entries.clear)
+
+
 class _Writer:
     """One thread per environment that commits queued puts in batches (group commit):
     one fsync'd transaction for every put that queued up meanwhile, off the threads
@@ -101,6 +108,7 @@ class _Writer:
         self._changed = threading.Condition()
         self._writing = False
         self.cached: dict[bytes, tuple[float, bytes, bytes]] = {}
+        _pending_entries[store.path] = self.cached
         self._thread = threading.Thread(target=self._serve, name="paralleltask-lmdb", daemon=True)
         self._thread.start()
 
@@ -355,8 +363,9 @@ class LMDBStore(Store):
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
-        if (pending := self._pending_cache(key)) is not MISS:  # this process's own puts
-            return pending
+        if _pending_entries.get(self.path):  # this process's puts, not yet committed
+            if (pending := self._pending_cache(key)) is not MISS:
+                return pending
         handle = self._handle()
         with handle.lock:
             db = handle.dbs.get(b"cache") or self._db(handle, b"cache")
@@ -396,10 +405,10 @@ class LMDBStore(Store):
         """The value of a cache entry this process queued and the writer has not
         committed yet, or MISS: so a call cached twice in a row runs once, as with
         MemoryStore and LangGraph. One dict lookup when nothing is pending."""
-        writer = self._handle().writer
-        if writer is None:
+        cached = _pending_entries.get(self.path)  # no getpid() on the hit path: see there
+        if cached is None:
             return MISS
-        entry = writer.cached.get(key)  # a dict read is atomic; no lock on the hit path
+        entry = cached.get(key)  # a dict read is atomic; no lock on the hit path
         if entry is None or (entry[0] and entry[0] <= time.time()):
             return MISS
         return pickle.loads(entry[1])  # a copy, as a committed entry's read is
