@@ -289,10 +289,13 @@ def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch)
 
     store = LMDBStore(tmp_path / "store")
     real_write = lmdb_store.LMDBStore._write_batch
-    failures = []
+    failures, first_write = [], []
 
-    def full_disk(self, batch):
-        if not failures and any(item[0] == b"writes" for item in batch):
+    def full_disk(self, batch):  # the first result written fails in every commit it is in
+        writes = [item[2] for item in batch if item[0] == b"writes"]
+        if not first_write:
+            first_write.extend(writes[:1])
+        if any(data is first_write[0] for data in writes):
             failures.append(len(batch))
             raise lmdb.DiskError("mdb_txn_commit: No space left on device")
         return real_write(self, batch)

@@ -420,7 +420,7 @@ def test_a_pending_entry_reads_as_a_copy_and_one_that_failed_is_a_miss(tmp_path,
 
 
 @pytest.mark.timeout(180)
-def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_path):
+def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_path, monkeypatch):
     store = tmp_path / "store"
     LMDBStore(store)  # created before both open it
     runs = 200
@@ -454,6 +454,15 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     assert sorted(tuple(r["values"]) for r in loops) == sorted(
         (tag, 2 * i) for tag in "ab" for i in range(runs)
     )
+    # After a reboot the counters start afresh (a folder per boot): the next seq still
+    # comes past the thread's last record, and the old boot's folder is dropped.
+    last = records[0]["seq"]
+    monkeypatch.setattr(lmdb_store, "_boot_id", lambda: "0" * 32)
+    monkeypatch.setattr(lmdb_store, "_seq_envs", {})
+    again = entrypoint(checkpointer=reader, executor=InlineExecutor())(lambda x: x)
+    assert again.invoke(["c", 0], thread("shared")) == ["c", 0]
+    assert [r["seq"] for r in reader.checkpoint_history("shared")][:3] == [last + 2, last + 1, last]
+    assert [name for name in os.listdir(store) if name.startswith("seqs")] == ["seqs-" + "0" * 32]
 
 
 def test_memory_store_numbers_the_checkpoints_of_runs_at_once_on_one_thread():
