@@ -247,6 +247,8 @@ def _seq_env(path: str) -> tuple[lmdb.Environment, threading.Lock]:
                     mode=0o600,
                     sync=not boot,  # see above: a new boot, a new folder
                     metasync=not boot,
+                    # not writemap (half the cost of a take): on a full disk a page
+                    # the map cannot get is a SIGBUS, not an error
                     readahead=False,
                     max_readers=512,
                 )
