@@ -479,8 +479,8 @@ class ThreadRun:
 
 
 def _maker(thread_id: str, parent: dict | None, **fields: Any) -> Callable[[int], dict]:
-    """How to build a record once the store has given it its ``seq`` (in its commit:
-    see :meth:`Store.checkpoint_add`); ``parent`` is the record the run started from."""
+    """How to build a record once the store has given it its ``seq`` (see
+    :meth:`Store.checkpoint_add`); ``parent`` is the record the run started from."""
     parent_id = parent["checkpoint_id"] if parent else None
     created_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
 

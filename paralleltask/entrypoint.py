@@ -380,7 +380,12 @@ class Entrypoint:
             call = functools.partial(ctx.run, self._execute_sync, run, input)
             return await loop.run_in_executor(None, call)
         run = Run(
-            self._executor(), loop, info=info, sink=sink, cache=self.cache, thread=thread,
+            self._executor(),
+            loop,
+            info=info,
+            sink=sink,
+            cache=self.cache,
+            thread=thread,
             ledger=ledger,
         )
         start = self._begin(run, input)

@@ -24,10 +24,19 @@ import uuid
 import lmdb
 import pytest
 
-from paralleltask import CachePolicy, InlineExecutor, LMDBStore, MemoryStore, entrypoint, task
+from paralleltask import (
+    CachePolicy,
+    InlineExecutor,
+    LMDBStore,
+    MemoryStore,
+    entrypoint,
+    serde,
+    task,
+)
 from paralleltask._checkpoint import BODY, OUTCOME
 from paralleltask.errors import StoreError
 from paralleltask.stores import lmdb as lmdb_store
+from paralleltask.stores.base import MISS
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -239,8 +248,6 @@ def test_concurrent_runs_on_one_store_each_learn_only_of_their_own_failed_puts(
 
 
 def counted_blob(value):
-    from paralleltask import serde
-
     return serde.dumps(value)
 
 
@@ -356,7 +363,8 @@ def test_after_kill_9_under_sync_no_result_whose_future_resolved_is_recomputed(t
         time.sleep(0.01)
     os.killpg(job.pid, signal.SIGKILL)
     finish(job)
-    resolved = {int(name.split("-")[1]) for name in os.listdir(run1) if name.startswith("resolved-")}
+    names = os.listdir(run1)
+    resolved = {int(name.split("-")[1]) for name in names if name.startswith("resolved-")}
     assert 0 < len(resolved) < n  # every other commit failed: those calls did not resolve
     resume = start_script("failing_disk_job.py", store, "t", "resume", n, run2)
     out, err = finish(resume)
@@ -411,8 +419,6 @@ def test_a_pending_entry_reads_as_a_copy_and_one_that_failed_is_a_miss(tmp_path,
     store.cache_put(b"j" * 32, 1, None, on_commit=errors.append)
     store.flush()
     assert failed and isinstance(errors[0], StoreError)
-    from paralleltask.stores.base import MISS
-
     assert store.cache_get(b"j" * 32) is MISS  # not stored: the next lookup recomputes
 
 
@@ -420,7 +426,9 @@ def test_a_pending_entry_reads_as_a_copy_and_one_that_failed_is_a_miss(tmp_path,
 
 
 @pytest.mark.timeout(180)
-def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_path, monkeypatch):
+def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(
+    tmp_path, monkeypatch
+):
     store = tmp_path / "store"
     LMDBStore(store)  # created before both open it
     runs = 200
@@ -437,8 +445,8 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     reader = LMDBStore(store)
     history = list(main.get_state_history(thread("shared")))
     assert len(history) == 2 * 2 * runs  # an input and a loop record per run
-    seqs = [state.config["configurable"]["checkpoint_id"] for state in history]
-    assert len(set(seqs)) == len(seqs)
+    ids = [state.config["configurable"]["checkpoint_id"] for state in history]
+    assert len(set(ids)) == len(ids)
     records = list(reader.checkpoint_history("shared"))
     inputs = [r for r in records if r["source"] == "input"]
     assert sorted(tuple(r["input"]) for r in inputs) == sorted(
@@ -447,8 +455,6 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     for record in inputs:  # each run's writes are under its own seq: none mixed
         tag, i = record["input"]
         outcome = reader.write_get("shared", record["seq"], OUTCOME + BODY)
-        from paralleltask import serde
-
         assert serde.loads(outcome[2]) == [tag, 2 * i]
     loops = [r for r in records if r["source"] == "loop"]
     assert sorted(tuple(r["values"]) for r in loops) == sorted(
@@ -461,7 +467,8 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     monkeypatch.setattr(lmdb_store, "_seq_envs", {})
     again = entrypoint(checkpointer=reader, executor=InlineExecutor())(lambda x: x)
     assert again.invoke(["c", 0], thread("shared")) == ["c", 0]
-    assert [r["seq"] for r in reader.checkpoint_history("shared")][:3] == [last + 2, last + 1, last]
+    seqs = [r["seq"] for r in reader.checkpoint_history("shared")]
+    assert seqs[:3] == [last + 2, last + 1, last]
     assert [name for name in os.listdir(store) if name.startswith("seqs")] == ["seqs-" + "0" * 32]
 
 
