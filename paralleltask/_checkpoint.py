@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import serde
 from ._interrupt import NO_ANSWER, Scratch
 from ._nested import NestedSlots
-from .errors import EmptyInputError
-from .stores.base import MISS, Store
+from .errors import EmptyInputError, StoreError
+from .stores.base import MISS, Ledger, OnCommit, Store
 from .stream import interrupt_dicts
 from .types import Interrupt, PregelTask, StateSnapshot
 
@@ -175,8 +175,10 @@ class ThreadRun:
         durability: str,
         sink: Sink | None,
         metadata: dict | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.store = store
+        self.ledger = ledger if ledger is not None else Ledger()  # puts that failed
         self.thread_id = thread_id
         self.metadata = metadata or {}  # from the run's config, on each record it adds
         self.name = name
@@ -222,7 +224,12 @@ class ThreadRun:
         return Start(False, value=latest["values"])
 
     def _fresh(self, latest: dict | None, input: Any) -> None:
-        self.record = _record(
+        # The store gives the input record its seq once, to whichever process asks
+        # first: a run of another process on this thread, started from the same
+        # `latest`, gets the next (both records have `latest` as parent: two branches,
+        # as two forks). Under "sync" the body starts once the record is committed;
+        # under "exit" the seq is only taken: the record is written if the run fails.
+        make = _maker(
             self.thread_id,
             latest,
             source="input",
@@ -233,11 +240,17 @@ class ThreadRun:
             next=(self.name,),
             input=input,
         )
-        self._put(self.store.checkpoint_put, self.thread_id, self.record)
+        exit = self.durability == "exit"
+        watch = self.ledger.watch(("checkpoint", self.thread_id, "(new)", "input"))
+        self.record = self.store.checkpoint_add(
+            self.thread_id, make, not exit, watch, wait=self.durability == "sync"
+        )
+        if exit:
+            what = ("checkpoint", self.thread_id, self.record["seq"], "input")
+            put = self.store.checkpoint_put
+            self._held.append((put, (self.thread_id, self.record, self.ledger.watch(what))))
         self._announce(self.record)
         self._step_events()
-        if self.durability == "sync":
-            self.store.flush()
 
     def _resume(self, latest: dict, answer: Any) -> None:
         self.record = latest
@@ -348,10 +361,11 @@ class ThreadRun:
         ok: bool,
         value: Any,
         pickled: bytes | None,
-        on_commit: Callable[[], None] | None,
+        on_commit: OnCommit,
     ) -> bool:
         """Keep a call's outcome; True if ``on_commit`` will be called once it is
-        durable (``durability="sync"``), False if the caller may go on at once."""
+        committed, or failed (``durability="sync"``), False if the caller may go on at
+        once (a failed commit is then the run's error, at its end)."""
         if ok:
             blob = pickled if pickled is not None else serde.dumps(value)
             wait = on_commit if self.durability == "sync" else None
@@ -383,11 +397,13 @@ class ThreadRun:
 
     def finished(self, value: Any, save: Any) -> None:
         """The body returned and every call finished: the loop record. (With
-        ``durability="exit"`` it is all that is written, as in LangGraph.)"""
-        if self.durability == "exit":  # the input record is not written: it is skipped
+        ``durability="exit"`` it is all that is written, as in LangGraph.) A loop
+        record that cannot be stored is the run's error (see :class:`Ledger`)."""
+        exit = self.durability == "exit"
+        if exit:  # the input record is not written: it is skipped, and so are its writes
             self._held.clear()
-        self._put(self._write, OUTCOME + BODY, ("ok", self.name, serde.dumps(value)))
-        record = _record(
+        body = ("ok", self.name, serde.dumps(value))  # (fails here if it will not pickle)
+        make = _maker(
             self.thread_id,
             self.record,
             source="loop",
@@ -398,11 +414,23 @@ class ThreadRun:
             next=(),
             input=None,
         )
-        if self.durability == "exit":
-            record["parent_id"] = self.record["parent_id"]
-        self._put(self.store.checkpoint_put, self.thread_id, record)
-        self._announce(record)
-        self.close()
+        if exit:
+            parent_id = self.record["parent_id"]
+            make = _with_parent(make, parent_id)
+        # The seq is taken before the body's outcome is queued: taking it reads the
+        # thread's last record, which waits for a commit under way; queued together,
+        # both go in one commit.
+        what = ("checkpoint", self.thread_id, "(new)", "loop")
+        try:
+            record = self.store.checkpoint_add(self.thread_id, make, True, self.ledger.watch(what))
+        except StoreError as error:  # no seq to be had (a full disk): the run's error
+            self.ledger.settled(what, error)
+            record = None
+        if not exit:
+            self._write(OUTCOME + BODY, body)
+        if record is not None:
+            self._announce(record)
+        self.close()  # flushed: a loop record that could not be stored is in the ledger
 
     def failed(self, exc: BaseException) -> None:
         """The body raised: the error shows in ``get_state().tasks``; the input record
@@ -427,8 +455,11 @@ class ThreadRun:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _write(self, key: bytes, entry: Any, on_commit: Callable[[], None] | None = None) -> None:
-        self.store.write_put(self.thread_id, self.record["seq"], key, entry, on_commit)
+    def _write(self, key: bytes, entry: Any, on_commit: OnCommit = None) -> None:
+        seq = self.record["seq"]
+        if on_commit is None:  # a failure is the run's, told at its end
+            on_commit = self.ledger.watch(("write", self.thread_id, seq, key, entry[1]))
+        self.store.write_put(self.thread_id, seq, key, entry, on_commit)
 
     def _put(self, put: Callable, *args: Any) -> None:
         if self.durability == "exit":
@@ -447,16 +478,30 @@ class ThreadRun:
             sink.emit("debug", {**event, "type": "checkpoint", "payload": payload})
 
 
-def _record(thread_id: str, parent: dict | None, **fields: Any) -> dict:
-    seq = parent["seq"] + 1 if parent else 0
-    return {
-        "thread_id": thread_id,
-        "seq": seq,
-        "checkpoint_id": new_checkpoint_id(seq),
-        "parent_id": parent["checkpoint_id"] if parent else None,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        **fields,
-    }
+def _maker(thread_id: str, parent: dict | None, **fields: Any) -> Callable[[int], dict]:
+    """How to build a record once the store has given it its ``seq`` (see
+    :meth:`Store.checkpoint_add`); ``parent`` is the record the run started from."""
+    parent_id = parent["checkpoint_id"] if parent else None
+    created_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+    def make(seq: int) -> dict:
+        return {
+            "thread_id": thread_id,
+            "seq": seq,
+            "checkpoint_id": new_checkpoint_id(seq),
+            "parent_id": parent_id,
+            "created_at": created_at,
+            **fields,
+        }
+
+    return make
+
+
+def _with_parent(make: Callable[[int], dict], parent_id: str | None) -> Callable[[int], dict]:
+    def make_with_parent(seq: int) -> dict:
+        return {**make(seq), "parent_id": parent_id}
+
+    return make_with_parent
 
 
 def _config(record: dict, checkpoint_id: str | None = None) -> dict:
@@ -510,9 +555,9 @@ def update(
             raise ValueError(
                 f"update_state: thread {thread_id!r} has no checkpoint {checkpoint_id!r}"
             )
-    record = _record(
+    make = _maker(
         thread_id,
-        latest,
+        base,
         source="update",
         metadata=metadata,
         step=base["step"] + 1 if base else 0,
@@ -521,11 +566,7 @@ def update(
         next=(),
         input=None,
     )
-    if base is not latest:
-        record["parent_id"] = base["checkpoint_id"]
-    store.checkpoint_put(thread_id, record)
-    store.flush()
-    return _config(record)
+    return _config(store.checkpoint_add(thread_id, make, wait=True))  # or StoreError
 
 
 def snapshot(store: Store, config: dict, name: str) -> StateSnapshot:

@@ -113,7 +113,9 @@ def keep(call: Any, what: str, payload: Any) -> None:
     run = call.run
     if what == "cache_put" and run.cache is not None:
         key, ttl, blob = payload
-        run.cache.cache_put(key, None, ttl, blob)
+        what = f"a cache entry of a call inside {call.task.name!r}"
+        watch = None if run.ledger is None else run.ledger.watch(what)
+        run.cache.cache_put(key, None, ttl, blob, watch)  # a failure is the run's error
     elif what == "outcome" and call.slot is not None:
         slot, name, blob = payload
         run.thread.keep(call.slot + slot, name, blob)

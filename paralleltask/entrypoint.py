@@ -46,7 +46,7 @@ from .executors.base import Executor, raised_by_a_task
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo
-from .stores.base import MISS, Store
+from .stores.base import MISS, Ledger, Store
 from .stream import START_TRIGGERS, Sink, StreamSink, interrupt_dicts, normalize_modes
 from .types import StateSnapshot, TimeoutPolicy
 
@@ -194,11 +194,13 @@ class Entrypoint:
             return list(stream)
         _refuse_v2_values(version)
         info = self._info(config, context, ())
+        ledger = Ledger()
         run = Run(
             self._executor(),
             info=info,
             cache=self.cache,
-            thread=self._thread(info.config, durability, None),
+            thread=self._thread(info.config, durability, None, ledger),
+            ledger=ledger,
         )
         return self._execute_sync(run, input)
 
@@ -273,12 +275,14 @@ class Entrypoint:
     ) -> Iterator[Any]:
         info = self._info(config, context, modes)
         sink = StreamSink(modes)
+        ledger = Ledger()
         run = Run(
             self._executor(),
             info=info,
             sink=sink,
             cache=self.cache,
-            thread=self._thread(info.config, durability, sink),
+            thread=self._thread(info.config, durability, sink, ledger),
+            ledger=ledger,
         )
         outcome: list[BaseException] = []
 
@@ -360,7 +364,8 @@ class Entrypoint:
         self, input: Any, info: RunInfo, sink: Sink | None, durability: str | None
     ) -> Any:
         loop = asyncio.get_running_loop()
-        thread = self._thread(info.config, durability, sink)
+        ledger = Ledger()
+        thread = self._thread(info.config, durability, sink, ledger)
         if not self.is_async:
             run = Run(
                 self._executor(),
@@ -369,11 +374,20 @@ class Entrypoint:
                 sink=sink,
                 cache=self.cache,
                 thread=thread,
+                ledger=ledger,
             )
             ctx = contextvars.copy_context()
             call = functools.partial(ctx.run, self._execute_sync, run, input)
             return await loop.run_in_executor(None, call)
-        run = Run(self._executor(), loop, info=info, sink=sink, cache=self.cache, thread=thread)
+        run = Run(
+            self._executor(),
+            loop,
+            info=info,
+            sink=sink,
+            cache=self.cache,
+            thread=thread,
+            ledger=ledger,
+        )
         start = self._begin(run, input)
         if not start.run_body:
             return start.value
@@ -422,7 +436,7 @@ class Entrypoint:
 
     # -- checkpoints and interrupts -------------------------------------------------
 
-    def _thread(self, config: dict, durability: str | None, sink: Sink | None):
+    def _thread(self, config: dict, durability: str | None, sink: Sink | None, ledger: Ledger):
         """The run's checkpoints on its thread, or None without a checkpointer."""
         if self.checkpointer is None:
             if durability is not None:  # as LangGraph warns
@@ -440,7 +454,9 @@ class Entrypoint:
                 "checkpoint_id out of the config (or give the latest one's)"
             )
         metadata = config_metadata(config)
-        return ThreadRun(self.checkpointer, thread_id, self.name, durability, sink, metadata)
+        return ThreadRun(
+            self.checkpointer, thread_id, self.name, durability, sink, metadata, ledger
+        )
 
     def _is_latest(self, thread_id: str, checkpoint_id: str) -> bool:
         """``checkpoint_id`` is the thread's latest (a state's config, say): no travel."""
@@ -500,7 +516,9 @@ class Entrypoint:
             pauses = interrupt_dicts(interrupts)
             run.sink.task_finished(run.info.entry_task_id, self.name, None, {}, pauses)
         self._flush_cache()
-        return {"__interrupt__": interrupts}
+        paused = {"__interrupt__": interrupts}
+        run.ledger.raise_lost(paused)  # a resume needs what was not stored
+        return paused
 
     def _run_key(self, input: Any) -> bytes | None:
         if self.cache is None or self.cache_policy is None:
@@ -524,8 +542,12 @@ class Entrypoint:
             run.thread.finished(value, save)
         key = self._run_key(input)
         if key is not None:
-            self.cache.cache_put(key, value, self.cache_policy.ttl)
+            watch = run.ledger.watch(("cache", self.name))
+            self.cache.cache_put(key, value, self.cache_policy.ttl, None, watch)
         self._flush_cache()
+        # Never a warning alone: a put of this run that failed (any durability; a cache
+        # entry too) fails the invoke once all is flushed, the value attached.
+        run.ledger.raise_lost(value)
 
     def _flush_cache(self) -> None:
         if self.cache is not None:
@@ -537,6 +559,10 @@ class Entrypoint:
                 run.thread.failed(exc)
             else:  # Ctrl-C: what finished is kept, the stopped calls are not errors
                 run.thread.close()
+        self._flush_cache()
+        lost = run.ledger.error(None)
+        if lost is not None and hasattr(exc, "add_note"):  # the body's error stays the error
+            exc.add_note(f"Also, paralleltask's StoreError: {lost}")
         if isinstance(exc, Exception):
             if hasattr(exc, "add_note"):  # as LangGraph notes it
                 note = f"During task with name '{self.name}' and id '{run.info.entry_task_id}'"

@@ -22,7 +22,7 @@ from ._cache import entry_key
 from ._timeout import sync_refused
 from .executors.base import AsyncCallItem, CallItem, DoneFuture, Executor, TaskFuture
 from .executors.inline import InlineExecutor
-from .stores.base import MISS, Store
+from .stores.base import MISS, Ledger, Store
 from .stream import WORKER_MODES, Sink, task_id_of
 from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
 
@@ -99,6 +99,7 @@ class Run:
         "first_attempt_time",
         "heartbeat",
         "info",
+        "ledger",
         "loop",
         "scratch",
         "sink",
@@ -119,9 +120,12 @@ class Run:
         cache: Store | None = None,
         thread: ThreadRun | None = None,
         scratch: Scratch | None = None,
+        ledger: Ledger | None = None,
     ):
         self.executor = executor
         self.cache = cache
+        #: The run's puts that could not be stored (None in a worker: the parent stores)
+        self.ledger = ledger
         self.thread = thread  # with a checkpointer: the run's checkpoints
         self.scratch = scratch  # the answers this run's code has to interrupt()
         self.loop = loop
@@ -154,6 +158,7 @@ class Run:
             cache=self.cache,
             thread=thread,
             scratch=call.scratch,
+            ledger=self.ledger,
         )
         run.of_call(call.task.name, call.call_id, call.attempt())
         return run

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paralleltask import CachePolicy, LMDBStore, MemoryStore, entrypoint, task
-from paralleltask.stores import MISS
 from paralleltask.errors import StoreError
+from paralleltask.stores import MISS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

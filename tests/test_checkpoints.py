@@ -279,19 +279,23 @@ def test_a_rerun_outer_call_replays_its_finished_nested_calls(tmp_path, executor
 
 
 def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch):
-    """Disk full during a commit (injected): the run still returns every result, the
-    lost writes are reported as a warning naming the store, and the store keeps
-    working once the disk has room again."""
+    """Disk full during a commit of results (injected): the run raises StoreError
+    naming the store and what was not written, with every result in its value (never a
+    warning alone), and the store keeps working once the disk has room again."""
     import lmdb
 
+    from paralleltask.errors import StoreError
     from paralleltask.stores import lmdb as lmdb_store
 
     store = LMDBStore(tmp_path / "store")
     real_write = lmdb_store.LMDBStore._write_batch
-    failures = []
+    failures, first_write = [], []
 
-    def full_disk(self, batch):
-        if not failures:
+    def full_disk(self, batch):  # the first result written fails in every commit it is in
+        writes = [item[2] for item in batch if item[0] == b"writes"]
+        if not first_write:
+            first_write.extend(writes[:1])
+        if any(data is first_write[0] for data in writes):
             failures.append(len(batch))
             raise lmdb.DiskError("mdb_txn_commit: No space left on device")
         return real_write(self, batch)
@@ -300,8 +304,10 @@ def test_a_failing_disk_loses_no_result_and_hangs_nothing(tmp_path, monkeypatch)
     job = squares_job(store)
     config = {"configurable": {"thread_id": "disk"}}
     (tmp_path / "healed").touch()
-    with pytest.warns(RuntimeWarning, match=r"entries were not written.*No space left"):
-        assert job.invoke((str(tmp_path), [1, 2, 3], -1), config) == [1, 4, 9]
+    with pytest.raises(StoreError, match=r"not stored.*No space left") as raised:
+        job.invoke((str(tmp_path), [1, 2, 3], -1), config)
+    assert raised.value.value == [1, 4, 9]
+    assert raised.value.path == store.path
     assert failures
     assert job.invoke((str(tmp_path), [4], -1), config) == [16]
     assert job.get_state(config).values == [16]

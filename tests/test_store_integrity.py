@@ -67,7 +67,7 @@ def in_child(action, uid=None):
                 os.setgid(uid)
                 os.setuid(uid)
             outcome = ("ok", action())
-        except BaseException as exc:  # noqa: BLE001 - handed to the parent as it is
+        except BaseException as exc:
             outcome = ("raised", f"{type(exc).__name__}: {exc}")
         with os.fdopen(write, "wb") as pipe:
             pickle.dump(outcome, pipe)
@@ -239,8 +239,8 @@ def test_a_data_file_of_the_other_word_size_is_refused_by_name(tmp_path):
     pages = []
     for pgno in (0, 1):
         header = struct.pack(f"={w}HHHH", pgno, 0, 0x08, 0, 0)  # P_META
-        free = struct.pack(f"=IHH5{w}", 4096, 0, 0, 0, 0, 0, 0, 2**(8 * word) - 1)
-        main = struct.pack(f"=IHH5{w}", 0, 0, 0, 0, 0, 0, 0, 2**(8 * word) - 1)
+        free = struct.pack(f"=IHH5{w}", 4096, 0, 0, 0, 0, 0, 0, 2 ** (8 * word) - 1)
+        main = struct.pack(f"=IHH5{w}", 0, 0, 0, 0, 0, 0, 0, 2 ** (8 * word) - 1)
         meta = struct.pack(f"=II{w}{w}", 0xBEEFC0DE, 1, 0, 1 << 20) + free + main
         meta += struct.pack(f"={w}{w}", 1, pgno)  # last_pg, txnid
         pages.append((header + meta).ljust(4096, b"\0"))

@@ -19,7 +19,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._retry import call_later, retry_delay
-from ..errors import GraphInterrupt
+from ..errors import GraphInterrupt, StoreError
 from ..stream import call_task_id
 
 if TYPE_CHECKING:
@@ -130,9 +130,13 @@ class CallItem:
                 value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
         if ok and self.cache_key is not None:
             ttl = self.task.cache_policy.ttl
-            run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result)
+            if run.ledger is None:  # a worker's run: the parent stores what it tells
+                run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result)
+            else:  # a failed put is the run's error at its end, never silent
+                watch = run.ledger.watch(("cache", self.task.name))
+                run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result, watch)
         if self.slot is not None and value is not CANCELLED:
-            finish_later = functools.partial(self._finish, ok, value)
+            finish_later = functools.partial(_committed, self, ok, value)
             if run.thread.call_finished(
                 self.slot, self.task.name, ok, value, self.pickled_result, finish_later
             ):
@@ -180,6 +184,23 @@ class CallItem:
         self.pickled_result = None
         if isinstance(self.future, TaskFuture):
             self.future.call = None
+
+
+def _committed(call: CallItem, ok: bool, value: Any, error: StoreError | None) -> None:
+    """``durability="sync"``: the call's result was committed (resolve its future) or
+    its commit failed: then the call fails with a :class:`StoreError` holding the value
+    (not retried: the value exists; what failed is keeping it)."""
+    if error is None:
+        call._finish(ok, value)
+        return
+    failed = StoreError(
+        f"the result of task {call.task.name!r} was computed but not stored "
+        f'(durability="sync"): {error}',
+        path=error.path,
+        value=value,
+    )
+    failed.__cause__ = error.__cause__ or error
+    call._finish(False, failed)
 
 
 def mark_raised_by_a_task(error: BaseException) -> None:

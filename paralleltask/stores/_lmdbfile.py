@@ -225,5 +225,3 @@ def _idl(ids: bytes, layout: _Layout) -> list[int]:
     count = min(layout.word_at.unpack_from(ids, 0)[0], words - 1)
     fmt = f"={count}{'Q' if layout.word == 8 else 'I'}"
     return list(struct.unpack_from(fmt, ids, layout.word))
-
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import serde
@@ -22,6 +22,7 @@ class MemoryStore(Store):
         self._cache: dict[bytes, tuple[float, bytes]] = {}
         self._checkpoints: dict[str, dict[int, bytes]] = {}
         self._writes: dict[tuple[str, int], dict[bytes, bytes]] = {}
+        self._reserved: dict[str, int] = {}  # thread -> the last seq checkpoint_add gave
 
     # -- cache ------------------------------------------------------------------------
 
@@ -35,11 +36,18 @@ class MemoryStore(Store):
             return MISS
 
     def cache_put(
-        self, key: bytes, value: Any, ttl: float | None, pickled: bytes | None = None
+        self,
+        key: bytes,
+        value: Any,
+        ttl: float | None,
+        pickled: bytes | None = None,
+        on_commit: OnCommit = None,
     ) -> None:
         blob = serde.dumps(value) if pickled is None else pickled
         with self._lock:
             self._cache[key] = (time.time() + ttl if ttl else 0.0, blob)
+        if on_commit is not None:
+            on_commit(None)  # stored at once: nothing can fail later
 
     def cache_clear(self, prefixes: list[bytes] | None = None) -> None:
         with self._lock:
@@ -65,7 +73,27 @@ class MemoryStore(Store):
         with self._lock:
             self._checkpoints.setdefault(thread_id, {})[record["seq"]] = blob
         if on_commit is not None:
-            on_commit()
+            on_commit(None)
+
+    def checkpoint_add(
+        self,
+        thread_id: str,
+        make: Callable[[int], dict],
+        write: bool = True,
+        on_commit: OnCommit = None,
+        wait: bool = False,
+    ) -> dict:
+        with self._lock:  # the seq is taken and used under one lock: no run shares it
+            records = self._checkpoints.get(thread_id) or {}
+            last = max(max(records, default=-1), self._reserved.get(thread_id, -1))
+            record = make(last + 1)
+            blob = serde.dumps(record) if write else None
+            self._reserved[thread_id] = last + 1
+            if blob is not None:
+                self._checkpoints.setdefault(thread_id, {})[last + 1] = blob
+        if on_commit is not None:
+            on_commit(None)
+        return record
 
     def checkpoint_get(self, thread_id: str, seq: int | None = None) -> dict | None:
         records = self._checkpoints.get(thread_id)
@@ -86,7 +114,7 @@ class MemoryStore(Store):
         with self._lock:
             self._writes.setdefault((thread_id, seq), {})[slot] = blob
         if on_commit is not None:
-            on_commit()
+            on_commit(None)
 
     def write_get(self, thread_id: str, seq: int, slot: bytes) -> Any:
         blob = self._writes.get((thread_id, seq), {}).get(slot)
@@ -102,6 +130,7 @@ class MemoryStore(Store):
     def thread_delete(self, thread_id: str) -> None:
         with self._lock:
             self._checkpoints.pop(thread_id, None)
+            self._reserved.pop(thread_id, None)
             for key in [k for k in self._writes if k[0] == thread_id]:
                 del self._writes[key]
 

@@ -29,8 +29,7 @@ if __name__ == "__main__":
         path = os.path.join(folder, f"trial-{trial}", "store.key")
         barrier, answers = context.Barrier(processes), context.Queue()
         racers = [
-            context.Process(target=create, args=(barrier, path, answers))
-            for _ in range(processes)
+            context.Process(target=create, args=(barrier, path, answers)) for _ in range(processes)
         ]
         for racer in racers:
             racer.start()
