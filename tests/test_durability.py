@@ -35,6 +35,8 @@ from paralleltask import (
 )
 from paralleltask._checkpoint import BODY, OUTCOME
 from paralleltask.errors import StoreError
+from paralleltask.stores import _lmdbseqs as lmdb_seqs
+from paralleltask.stores import _lmdbwriter as lmdb_writer
 from paralleltask.stores import lmdb as lmdb_store
 from paralleltask.stores.base import MISS
 
@@ -212,14 +214,14 @@ def test_concurrent_runs_on_one_store_each_learn_only_of_their_own_failed_puts(
         return any(item[2] in poisoned for item in batch)
 
     fail_commits(monkeypatch, b"cache", only=holds_poison)
-    real_put = lmdb_store._Writer.put_cache
+    real_put = lmdb_writer.Writer.put_cache
 
     def put_cache(self, key, data, expiry, blob, on_commit):
         if blob == counted_blob(1001):
             poisoned.append(data)
         return real_put(self, key, data, expiry, blob, on_commit)
 
-    monkeypatch.setattr(lmdb_store._Writer, "put_cache", put_cache)
+    monkeypatch.setattr(lmdb_writer.Writer, "put_cache", put_cache)
 
     @entrypoint(cache=store, executor=InlineExecutor())
     def main(xs):
@@ -459,8 +461,8 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     # After a reboot the counters start afresh (a folder per boot): the next seq still
     # comes past the thread's last record, and the old boot's folder is dropped.
     last = records[0]["seq"]
-    monkeypatch.setattr(lmdb_store, "_boot_id", lambda: "0" * 32)
-    monkeypatch.setattr(lmdb_store, "_seq_envs", {})
+    monkeypatch.setattr(lmdb_seqs, "_boot_id", lambda: "0" * 32)
+    monkeypatch.setattr(lmdb_seqs, "_seq_envs", {})
     again = entrypoint(checkpointer=reader, executor=InlineExecutor())(lambda x: x)
     assert again.invoke(["c", 0], thread("shared")) == ["c", 0]
     seqs = [r["seq"] for r in reader.checkpoint_history("shared")]

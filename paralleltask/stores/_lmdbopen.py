@@ -1,5 +1,5 @@
-"""How an LMDBStore folder is opened: what is refused before LMDB sees it, and how a
-store that is not writable by us is opened for reading.
+"""How an LMDBStore folder is opened (one handle per path per process): what is refused
+before LMDB sees it, and how a store that is not writable by us is opened for reading.
 
 Refused, each with a :class:`~paralleltask.errors.StoreError` naming the path and what
 to do, the folder and its files left untouched: a path that is a file; a folder owned by
@@ -13,6 +13,7 @@ import fcntl
 import os
 import struct
 import sys
+import threading
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ import lmdb
 
 from ..errors import StoreError
 from ._lmdbfile import data_file_problem
+from ._lmdbwriter import Writer
 
 
 def store_path(path: Any) -> str:
@@ -193,3 +195,59 @@ def lmdb_failure(handle: Any, exc: lmdb.Error) -> StoreError:
         "file? it was left untouched)",
         path=path,
     )
+
+
+# -- this process's handle on each store ----------------------------------------------
+
+
+class Handle:
+    """This process's environment for one path, its lock and its named databases."""
+
+    def __init__(self, env: lmdb.Environment, read_only: bool) -> None:
+        self.pid = os.getpid()
+        self.env = env
+        self.lock = threading.Lock()  # one transaction of ours at a time: safe resizes
+        self.dbs: dict[bytes, Any] = {}
+        self.writer: Writer | None = None  # started by the first put
+        self.read_only = read_only
+
+
+_handles: dict[str, Handle] = {}
+_handles_lock = threading.Lock()
+
+
+def handle_of(path: str, map_size: int) -> Handle:
+    """This process's handle on ``path`` (a fresh one after ``fork()``)."""
+    handle = _handles.get(path)
+    if handle is not None and handle.pid == os.getpid():
+        return handle
+    with _handles_lock:
+        handle = _handles.get(path)
+        if handle is None or handle.pid != os.getpid():
+            env, read_only = _open(path, map_size)
+            # Race: the lookup above reads _handles without the lock, so a handle is
+            # published only once whole (read_only set), never before.
+            handle = _handles[path] = Handle(env, read_only)
+        return handle
+
+
+def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
+    """The LMDB environment at ``path`` (created if there is none) and whether it is
+    read-only to us; :class:`StoreError` for anything that is not a sound store of ours."""
+    prepare_folder(path)
+    check_data_file(path)
+    read_only = not writable(path)
+    env = None
+    try:
+        env = lmdb_open(path, map_size, read_only)
+        if not read_only:
+            env.reader_check()  # slots of readers that crashed
+    except lmdb.Error as exc:
+        if env is not None:
+            env.close()  # else this process could never open the path again
+        raise StoreError(
+            f"{path} does not hold a usable LMDB store ({type(exc).__name__}: {exc}); "
+            "it was left untouched",
+            path=path,
+        ) from exc
+    return env, read_only
