@@ -110,7 +110,7 @@ def private_pool():
     the next one gets a fresh pool."""
     PRIVATE.start()
     yield PRIVATE
-    if PRIVATE._pool()._boot_error is not None:
+    if PRIVATE._pool()._stalled:
         PRIVATE.shutdown(wait=False)
 
 
