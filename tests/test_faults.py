@@ -49,7 +49,7 @@ from paralleltask import (
     task,
 )
 from tests import _impls
-from tests.test_scripts import alive, tagged_pids, wait_gone
+from tests._processes import alive, tagged_pids, wait_gone
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -309,6 +309,115 @@ def test_async_crash_among_async_siblings_on_its_worker_fails_only_the_culprit()
     assert set(pids) - before  # some shared the dead worker: they ran again elsewhere
     wait_full_strength()
     assert_pool_serves()
+
+
+# -- workers that die before they boot: the pool heals -----------------------------------
+
+
+@entrypoint(executor=PRIVATE)
+def private_outcomes(n):
+    outcomes = []
+    for future in [sleepy_square(i) for i in range(n)]:
+        try:
+            outcomes.append(future.result())
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def private_full_strength(pool, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with pool._lock:
+            workers = [w for w in pool._workers if not w.retiring]
+            if len(workers) == pool.max_workers and all(w.booted for w in workers):
+                return {w.process.pid for w in workers}
+        time.sleep(0.005)
+    raise AssertionError("the private pool did not get back to full strength")
+
+
+def test_workers_killed_again_and_again_before_they_boot_do_not_break_the_pool(private_pool):
+    """As the OOM killer under pressure does: a worker killed, then its replacement
+    killed before it sent READY, five times over. The calls in flight meanwhile return
+    or fail with WorkerCrashedError (never "the pool cannot start"), the next invoke
+    works, and the pool gets back to full strength."""
+    pool = private_pool._pool()
+    seen = private_full_strength(pool)
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.extend(private_outcomes.invoke(8)))
+    runner.start()
+    kill_quietly(min(seen))
+    kills, deadline = 0, time.monotonic() + 20
+    while kills < 5 and time.monotonic() < deadline:
+        with pool._lock:
+            fresh = [w.process.pid for w in pool._workers if not w.booted]
+        for pid in set(fresh) - seen:  # a replacement that has not booted yet
+            seen.add(pid)
+            kill_quietly(pid)
+            kills += 1
+        time.sleep(0.001)
+    assert kills == 5
+    runner.join(30)
+    assert len(outcomes) == 8
+    for i, outcome in enumerate(outcomes):
+        assert outcome == i * i or isinstance(outcome, WorkerCrashedError), repr(outcome)
+    assert private_call.invoke((square, (4,))) == 16
+    private_full_strength(pool)
+
+
+def refuse_to_start(flag):
+    """An initializer that raises while ``flag`` exists."""
+    if os.path.exists(flag):
+        raise ZeroDivisionError(f"refused to start while {flag} exists")
+
+
+def test_an_initializer_that_raises_fails_clearly_and_the_next_call_tries_again(tmp_path):
+    flag = tmp_path / "refuse"
+    flag.write_text("1")
+    executor = ProcessExecutor(max_workers=2, initializer=refuse_to_start, initargs=(str(flag),))
+
+    @entrypoint(executor=executor)
+    def one_square_here(x):
+        return square(x).result()
+
+    try:
+        with pytest.raises(RuntimeError) as info:
+            executor.start()
+        for words in ("refuse_to_start", "ZeroDivisionError", "refused to start while"):
+            assert words in str(info.value)
+        with pytest.raises(RuntimeError) as info:  # a call tries again, and fails the same
+            one_square_here.invoke(3)
+        for words in ("'square'", "refuse_to_start", "ZeroDivisionError", "tries again"):
+            assert words in str(info.value)
+        flag.unlink()
+        assert one_square_here.invoke(3) == 9  # not broken for good: this one starts it
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_initializer_workers_cannot_import_fails_with_the_import_error():
+    module = sys.modules["pt_ghost_init"] = types.ModuleType("pt_ghost_init")
+
+    def init():
+        pass
+
+    init.__module__, init.__qualname__ = "pt_ghost_init", "init"
+    module.init = init
+    executor = ProcessExecutor(max_workers=1, initializer=init, env={"PT_TEST": "ghost-init"})
+    try:
+        with pytest.raises(RuntimeError) as info:
+            executor.start()
+        assert "ModuleNotFoundError" in str(info.value) and "pt_ghost_init" in str(info.value)
+    finally:
+        executor.shutdown(wait=False)
+        del sys.modules["pt_ghost_init"]
 
 
 # == 2. what will not cross the process boundary ========================================
@@ -1226,10 +1335,19 @@ def wait_for_marks(folder, kinds, timeout=30):
     raise AssertionError(f"workers did not start: {os.listdir(folder)}")
 
 
+def command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+
+
 PARENT_KILLS = {
     "sync": {"spin": 1, "nap": 1, "timed": 1},
     "async": {"async": 3},
     "crashing": {"spin": 1, "crash": 3},
+    "forked": {"spin": 1, "nap": 1, "timed": 1},  # a forked child holds the pipes open
 }
 
 
@@ -1239,17 +1357,27 @@ PARENT_KILLS = {
 def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
     tag = uuid.uuid4().hex
     process = script("killed_parent.py", tmp_path, mode, tag=tag)
+    holder = set()  # "forked": a child of the parent that outlives it, holding its pipes
     try:
-        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        line = process.stdout.readline().strip()
+        if mode == "forked":
+            holder = {int(line.split()[1])}
+            line = process.stdout.readline().strip()
+        assert line == "ready", process.stderr.read()
         marks = wait_for_marks(tmp_path, PARENT_KILLS[mode])
-        family = tagged_pids(tag) - {process.pid}
+        family = tagged_pids(tag) - {process.pid} - holder
+        if holder:  # the resource trackers' pipes are held too: they go with the holder
+            family = {p for p in family if "resource_tracker" not in command_line(p)}
         running = set().union(*(pids for kind, pids in marks.items() if kind != "crash"))
         assert running <= family  # the tag finds the workers running calls
         os.kill(process.pid, signal.SIGKILL)  # the parent alone: not its group
         killed_at = time.monotonic()
         process.wait(timeout=10)
-        assert wait_gone(family, timeout=5) == [], "workers outlived their parent"
-        assert wait_gone(tagged_pids(tag), timeout=5) == []
+        left = wait_gone(family, timeout=5)
+        assert left == [], ("workers outlived their parent", [command_line(p) for p in left])
+        for pid in holder:
+            os.kill(pid, signal.SIGKILL)
+        assert wait_gone(tagged_pids(tag) - holder, timeout=5) == []
         figure(
             f"kill -9 of the parent ({mode}): all workers gone in",
             f"{(time.monotonic() - killed_at) * 1000:.0f} ms",
@@ -1257,7 +1385,7 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        for pid in tagged_pids(tag):
+        for pid in tagged_pids(tag) | holder:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
