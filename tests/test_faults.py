@@ -1393,6 +1393,89 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
         process.communicate()
 
 
+# -- the exit path: never waits on a worker it has not killed ----------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupt_inside_the_atexit_shutdown_still_exits_and_leaves_no_worker(tmp_path):
+    tag = uuid.uuid4().hex
+    process = script("interrupted_exit.py", tag=tag)
+    try:
+        workers = {int(pid) for pid in process.stdout.readline().split()[1:]}
+        assert len(workers) >= 1, process.stderr.read()
+        started = time.monotonic()
+        process.wait(timeout=10)  # before the fix: multiprocessing's exit hook waits forever
+        figure("interrupted atexit shutdown: exit in", f"{time.monotonic() - started:.2f} s")
+        assert wait_gone(workers, timeout=5) == []
+        assert wait_gone(tagged_pids(tag), timeout=5) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+#: Tries of the double Ctrl-C, and the gap between its two SIGINTs (ms) in turn.
+DOUBLE_SIGINT_TRIES = 30
+DOUBLE_SIGINT_GAPS = (1, 2, 4, 6, 8, 12, 16, 25, 35, 50)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(240)
+def test_an_async_script_hit_by_two_quick_sigints_always_exits_and_leaves_no_worker(tmp_path):
+    """SIGINT twice a few ms apart, 30 times: the second lands anywhere in the exit path
+    (asyncio's teardown, the atexit shutdown); each time the script must exit within a
+    few seconds and leave no worker."""
+    faulthandler.cancel_dump_traceback_later()  # longer than the guard: 30 scripts
+    slowest = 0.0
+    for attempt in range(DOUBLE_SIGINT_TRIES):
+        tag = uuid.uuid4().hex
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        with sigint_not_ignored():
+            process = script("double_sigint.py", folder, tag=tag)
+        try:
+            assert process.stdout.readline().strip() == "ready", process.stderr.read()
+            time.sleep(0.02 + 0.01 * (attempt % 4))  # mid-run: calls on every worker
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(DOUBLE_SIGINT_GAPS[attempt % len(DOUBLE_SIGINT_GAPS)] / 1000)
+            os.killpg(process.pid, signal.SIGINT)
+            started = time.monotonic()
+            try:
+                process.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"try {attempt}: the script did not exit") from None
+            slowest = max(slowest, time.monotonic() - started)
+            assert wait_gone(tagged_pids(tag), timeout=5) == [], f"try {attempt}: workers left"
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            for pid in tagged_pids(tag):
+                os.kill(pid, signal.SIGKILL)
+            process.communicate()
+    figure("two quick SIGINTs: slowest exit", f"{slowest:.2f} s")
+
+
+def sigint_not_ignored():
+    """Children get Ctrl-C as from a terminal: under a runner that started us with
+    SIGINT ignored (nohup, some CI), children would inherit that."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def restored():
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return restored()
+
+
 # == 6. property: any mix of faults = the serial results and the right errors ===========
 
 
