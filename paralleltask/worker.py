@@ -313,7 +313,8 @@ class _Worker:
             except BaseException:
                 leave_if_forked(self.pid, 1)
                 raise
-            leave_if_forked(self.pid, 0)
+            if os.getpid() != self.pid:  # a child forked by the task: it ends here
+                leave_if_forked(self.pid, 0)
             run.wait_outstanding()
         except BaseException as exc:
             self._send_exception(call_id, exc, time.perf_counter() - started)
@@ -339,7 +340,8 @@ class _Worker:
             except BaseException:
                 leave_if_forked(self.pid, 1)
                 raise
-            leave_if_forked(self.pid, 0)
+            if os.getpid() != self.pid:
+                leave_if_forked(self.pid, 0)
             await run.await_outstanding()
         except asyncio.CancelledError:
             self._send_text(call_id, CANCELLED, "")
@@ -387,7 +389,8 @@ class _Worker:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
             self._send_text(call_id, NOT_PICKLED, error, seconds)
         else:
-            self._done(call_id, OK, blob, seconds)
+            rss = self.rss() if self.rss else None
+            self.send((DONE, call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
         self._done(call_id, RAISED, serde.dumps_exception(exc), seconds)

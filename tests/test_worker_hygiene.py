@@ -244,7 +244,7 @@ def test_max_memory_per_child_retires_the_worker_a_call_pushed_over():
 
     try:
         executor.start()
-        first_pid, first_rss = hogging.invoke(1)  # well under: kept
+        first_pid, _ = hogging.invoke(1)  # well under: kept
         assert hogging.invoke(1)[0] == first_pid
         over_pid, over_rss = hogging.invoke(120)  # its value still comes back
         assert over_pid == first_pid and over_rss > 100 * 2**20

@@ -22,43 +22,28 @@ from collections.abc import Collection
 FUNCTIONS_KEPT = 256
 
 
-class KnownFunctions:
-    """The parent's book of the functions one worker holds (task ids, LRU order)."""
-
-    __slots__ = ("_ids", "capacity")
-
-    def __init__(self, capacity: int = FUNCTIONS_KEPT) -> None:
-        self._ids: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self.capacity = capacity
+class KnownFunctions(collections.OrderedDict):
+    """The parent's book of the functions one worker holds: task ids, least recently
+    used first (an OrderedDict, so the pool's hot path marks a use in C)."""
 
     def need(self, task_id: int) -> bool:
         """Mark ``task_id`` used now; True if the worker lacks it (send the pickle)."""
-        ids = self._ids
-        if task_id in ids:
-            ids.move_to_end(task_id)
+        if task_id in self:
+            self.move_to_end(task_id)
             return False
-        ids[task_id] = None
+        self[task_id] = None
         return True
 
-    def over(self) -> bool:
-        return len(self._ids) > self.capacity
-
     def evict(self, held: Collection[int]) -> list[int]:
-        """Drop the least recently used ids beyond the capacity, except ``held`` (those
-        of calls the worker holds, not yet DONE); the worker must forget the ids
-        returned. If more than ``capacity`` functions are held, the book stays over
-        until some are done (the next eviction catches up)."""
+        """Drop the least recently used ids beyond ``FUNCTIONS_KEPT``, except ``held``
+        (those of calls the worker holds, not yet DONE); the worker must forget the ids
+        returned. If more than ``FUNCTIONS_KEPT`` functions are held, the book stays
+        over until some are done (the next eviction catches up)."""
         forget = []
-        for task_id in list(self._ids):
-            if len(self._ids) <= self.capacity:
+        for task_id in list(self):
+            if len(self) <= FUNCTIONS_KEPT:
                 break
             if task_id not in held:
-                del self._ids[task_id]
+                del self[task_id]
                 forget.append(task_id)
         return forget
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._ids

@@ -43,7 +43,9 @@ def watch_parent(parent_pid: int) -> None:
     if os.getppid() != parent_pid:
         os._exit(0)
     threading.Thread(
-        target=_wait_for_parent, args=(parent_pid, pidfd), name="paralleltask-parent-watch",
+        target=_wait_for_parent,
+        args=(parent_pid, pidfd),
+        name="paralleltask-parent-watch",
         daemon=True,
     ).start()
 

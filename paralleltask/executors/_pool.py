@@ -43,7 +43,6 @@ one worker dies, and cannot kill one worker alone. See docs/architecture.md.
 from __future__ import annotations
 
 import collections
-import heapq
 import os
 import pickle
 import selectors
@@ -70,13 +69,13 @@ from .._protocol import (
     STARTED,
     STOP,
 )
-from .._timeout import next_check, timeout_error
 from ..stream import hold_wakeups, release_wakeups, wake_held
 from ..worker import worker_main
 from . import _exit, base
 from ._boot import BootRecord
-from ._known import KnownFunctions
+from ._known import FUNCTIONS_KEPT, KnownFunctions
 from ._outcome import crash_error, decode_outcome, describe_exit, kill, worker_environment
+from ._pool_timers import TimersMixin, remove_sync_call
 
 __all__ = ["WorkerPool", "decode_outcome", "worker_environment"]
 
@@ -90,9 +89,6 @@ PREFETCH_SECONDS = 0.002
 MAX_PREFETCH = 64
 #: Tasks whose mean run time the pool remembers (then it starts over).
 RUN_TIMES_KEPT = 4096
-#: How long a timed-out async call may take to stop after its CANCEL before its worker
-#: is deemed wedged (an event loop blocked by code that never yields) and replaced.
-UNWIND_GRACE = 1.0
 
 
 class _WorkerHandle:
@@ -156,7 +152,7 @@ class _WorkerHandle:
         return len(self.async_calls) + len(self.sync_calls) + 1000 * len(self.unwinding)
 
 
-class WorkerPool:
+class WorkerPool(TimersMixin):
     """A fixed number of worker processes fed by one dispatcher thread."""
 
     def __init__(
@@ -382,12 +378,18 @@ class WorkerPool:
         for one of these calls from overtaking their CALL on the pipe.
         """
         items = []
+        known = worker.known_functions
         for call in calls:
             if not call.claim():  # cancelled while it waited: say so (its run may wait)
                 call.deliver(False, base.CANCELLED)
                 continue
             task = call.task
-            fn_blob = task.pickled() if worker.known_functions.need(task.task_id) else None
+            if task.task_id in known:  # (KnownFunctions.need, inlined: the hot path)
+                known.move_to_end(task.task_id)
+                fn_blob = None
+            else:
+                known[task.task_id] = None
+                fn_blob = task.pickled()
             self._running[call.call_id] = (call, worker)
             if task.timeout is not None:  # its clock starts when the worker says STARTED
                 self._timers[call.call_id] = [call, worker, None, None]
@@ -415,9 +417,9 @@ class WorkerPool:
         if not items:
             return None
         forget = ()
-        if worker.known_functions.over():  # the LRU drops functions no held call needs
+        if len(known) > FUNCTIONS_KEPT:  # the LRU drops functions no held call needs
             held = {c.task.task_id for c in (*worker.sync_calls, *worker.async_calls.values())}
-            forget = worker.known_functions.evict(held)
+            forget = known.evict(held)
         worker.send_lock.acquire()
         return pickle.dumps((CALL, items, forget), serde.PROTOCOL)
 
@@ -583,75 +585,6 @@ class WorkerPool:
             sends = [] if self.closing or self._stalled else self._top_up_locked(most)
         _send_all(sends)
 
-    # -- timeouts ---------------------------------------------------------------------
-
-    def _until_next_deadline_locked(self) -> float | None:
-        deadlines = [self._deadlines[0][0]] if self._deadlines else []
-        if self._respawn_at is not None:
-            deadlines.append(self._respawn_at)
-        for worker in self._workers:
-            deadlines.extend(worker.unwinding.values())
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-
-    def _started(self, call_id: int) -> None:
-        timer = self._timers.get(call_id)
-        if timer is not None:
-            timer[2] = timer[3] = now = time.monotonic()
-            deadline = next_check(timer[0].task.timeout, now, now)
-            heapq.heappush(self._deadlines, (deadline, call_id))
-
-    def _progress(self, call_id: int, heartbeat: bool) -> None:
-        """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
-        timer = self._timers.get(call_id)
-        if timer is None or timer[2] is None:
-            return
-        if heartbeat or timer[0].task.timeout.refresh_on == "auto":
-            timer[3] = time.monotonic()
-
-    def _expire_timed_calls(self) -> None:
-        """Fail the calls past their timeout: cancel an async one, kill the worker of a
-        sync one (the calls it held besides are innocent and go elsewhere)."""
-        now = time.monotonic()
-        expired = []
-        with self._lock:
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, call_id = heapq.heappop(self._deadlines)
-                timer = self._timers.get(call_id)
-                if timer is None:
-                    continue  # finished meanwhile
-                call, worker, started, last = timer
-                if started is None:
-                    continue  # sent again (retry, re-queue): it pushes anew when it starts
-                if self._running.get(call_id, (None,))[0] is not call:
-                    del self._timers[call_id]  # abandoned meanwhile
-                    continue
-                policy = call.task.timeout
-                error = timeout_error(call.task.name, policy, started, last, now)
-                if error is None:  # progress moved its idle deadline: look again then
-                    heapq.heappush(self._deadlines, (next_check(policy, started, last), call_id))
-                    continue
-                del self._timers[call_id]
-                del self._running[call_id]
-                if call.task.is_async:
-                    del worker.async_calls[call_id]
-                    worker.unwinding[call_id] = now + UNWIND_GRACE
-                else:
-                    _remove_sync_call(worker, call)
-                    worker.killed = True
-                expired.append((call, worker, error))
-            wedged = [w for w in self._workers if any(t <= now for t in w.unwinding.values())]
-            for worker in wedged:
-                worker.killed = True  # its other calls are innocent: they go elsewhere
-                worker.unwinding.clear()
-        for worker in wedged:
-            kill(worker.process)
-        for call, worker, error in expired:
-            if call.task.is_async:
-                worker.send(pickle.dumps((CANCEL, call.call_id)))
-            else:
-                kill(worker.process)  # the dispatcher sees it exit and replaces it
-            call.deliver(False, error)
-
     def _new_selector_locked(self) -> selectors.BaseSelector:
         selector = selectors.DefaultSelector()
         selector.register(self._wakeup_reader, selectors.EVENT_READ, None)
@@ -737,7 +670,7 @@ class WorkerPool:
                 if call.task.is_async:
                     del worker.async_calls[call_id]
                 else:
-                    _remove_sync_call(worker, call)
+                    remove_sync_call(worker, call)
                     self._record_run_time(call.task.task_id, seconds)
                 # (NOT_LOADED: the worker keeps what it could not load, and says why at
                 # every call: the two books of known functions stay the same.)
@@ -843,14 +776,6 @@ def _send_all(sends: list) -> None:
     """Send ``(worker, message)`` pairs whose send locks are held (see _assign_locked)."""
     for worker, message in sends:
         worker.send_locked(message)
-
-
-def _remove_sync_call(worker: _WorkerHandle, call: base.CallItem) -> None:
-    # Outcomes come back in the order the worker ran the calls: almost always the head.
-    if worker.sync_calls and worker.sync_calls[0] is call:
-        worker.sync_calls.popleft()
-    else:
-        worker.sync_calls.remove(call)
 
 
 def _reap(workers: list[_WorkerHandle]) -> None:

@@ -30,5 +30,7 @@ if __name__ == "__main__":
         started = time.perf_counter()
         assert many.invoke(CALLS) == CALLS * (CALLS - 1) // 2
         times.append((time.perf_counter() - started) / CALLS * 1e6)
-    print(f"{CALLS} identity calls: median {statistics.median(times):.2f} µs/call, "
-          f"best {min(times):.2f} µs/call")
+    print(
+        f"{CALLS} identity calls: median {statistics.median(times):.2f} µs/call, "
+        f"best {min(times):.2f} µs/call"
+    )
