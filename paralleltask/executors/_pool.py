@@ -34,6 +34,12 @@ blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
 A call queued behind a long one waits for it even if another worker is idle; that is
 the price of batching, and it is bounded by ``PREFETCH_SECONDS`` of *expected* work.
 
+Workers come and go without the pool losing its size: a crashed or killed worker is
+replaced at once; one that died before it booted after a backoff, until starting is
+hopeless (``_boot.py``); one at ``max_tasks_per_child``/``max_memory_per_child`` is retired
+(``_limits.py``). The functions a worker holds are an LRU the parent decides
+(``_known.py``); the exit path is ``_exit.py``; timers are ``_pool_timers.py``.
+
 Processes come from loky's ``loky`` context (fork+exec on POSIX: no inherited locks or
 threads, the resource tracker, ``cpu_count()`` honouring cgroups), not from loky's
 executor: its dispatch cannot tell which worker ran what, fails every pending call when
