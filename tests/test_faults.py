@@ -372,6 +372,49 @@ def test_workers_killed_again_and_again_before_they_boot_do_not_break_the_pool(p
     private_full_strength(pool)
 
 
+def test_when_no_worker_can_boot_the_waiting_calls_fail_as_crashed_and_the_next_tries_again():
+    """One worker, and every replacement killed before it boots: after ten deaths in a
+    row the call waiting for a worker fails with WorkerCrashedError (retry policies
+    retry it), never "the pool cannot start"; the next invoke starts workers again."""
+    executor = ProcessExecutor(max_workers=1, env={"PT_TEST": "no-boot"})
+
+    @entrypoint(executor=executor)
+    def one_square_here(x):
+        return square(x).result()
+
+    stop = threading.Event()
+
+    def kill_every_replacement(pool, seen):
+        while not stop.is_set():
+            with pool._lock:
+                fresh = [w.process.pid for w in pool._workers if not w.booted]
+            for pid in set(fresh) - seen:
+                seen.add(pid)
+                kill_quietly(pid)
+            time.sleep(0.001)
+
+    try:
+        executor.start()
+        pool = executor._pool()
+        seen = private_full_strength(pool)
+        killer = threading.Thread(target=kill_every_replacement, args=(pool, seen))
+        killer.start()
+        kill_quietly(min(seen))
+        while any(w.process.pid in seen and w.booted for w in list(pool._workers)):
+            time.sleep(0.001)  # gone from the books: the call waits for a replacement
+        try:
+            with pytest.raises(WorkerCrashedError) as info:
+                one_square_here.invoke(5)
+        finally:
+            stop.set()
+            killer.join()
+        assert "no worker of the pool could start" in str(info.value)
+        assert (info.value.task, info.value.exitcode) == ("square", -9)
+        assert one_square_here.invoke(6) == 36
+    finally:
+        executor.shutdown(wait=False)
+
+
 def refuse_to_start(flag):
     """An initializer that raises while ``flag`` exists."""
     if os.path.exists(flag):

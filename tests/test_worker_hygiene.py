@@ -155,6 +155,48 @@ def test_an_evicted_function_is_sent_again_when_called_again():
     assert call.invoke(5) == 5005
 
 
+def test_the_two_books_agree_under_concurrent_runs_evicting_while_calls_are_held():
+    """Four threads, 400 tasks called at random in batches (so the LRU evicts while the
+    worker holds prefetched calls): every call finds its function, and the parent's book
+    stays bounded."""
+    import random
+    import threading
+
+    def made(i):
+        def body(x, i=i):
+            return x + i
+
+        return task(body, name=f"shared_{i}")
+
+    tasks = [made(i) for i in range(400)]
+
+    @entrypoint(executor=ONE)
+    def batch(picks):
+        return [f.result() for f in [tasks[i](1) for i in picks]]
+
+    failures = []
+
+    def runs(seed):
+        rng = random.Random(seed)
+        for _ in range(100):
+            picks = [rng.randrange(len(tasks)) for _ in range(rng.randrange(1, 30))]
+            try:
+                assert batch.invoke(picks) == [1 + i for i in picks]
+            except Exception as error:  # reported below, with the others
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=runs, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    pool = ONE._pool()
+    with pool._lock:
+        assert len(pool._workers[0].known_functions) <= 256
+    assert on_one.invoke((worker_books, (0,))) <= 256
+
+
 # == max_tasks_per_child / max_memory_per_child =========================================
 
 
