@@ -93,8 +93,8 @@ def figure(name, value):
 
 
 #: The one private pool (distinct settings: not the session's default pool), for the
-#: cases that can break a pool for good (a worker killed before it booted marks the pool
-#: as unable to start): a failure there must not fail every later test of the session.
+#: cases that kill workers before they boot or mix faults at random: should one of them
+#: leave its pool unable to serve (a bug), it must not fail every later test.
 PRIVATE = ProcessExecutor(max_workers=2, env={"PT_TEST_FAULTS_POOL": "private"})
 
 
@@ -106,8 +106,8 @@ def private_pool_lifetime():
 
 @pytest.fixture
 def private_pool():
-    """The private pool, started; shut down after a test that left it broken, so that
-    the next one gets a fresh pool."""
+    """The private pool, started; shut down after a test that left it stalled (it gave
+    up starting workers), so that the next one gets a fresh pool."""
     PRIVATE.start()
     yield PRIVATE
     if PRIVATE._pool()._stalled:
