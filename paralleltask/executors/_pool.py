@@ -223,13 +223,14 @@ class WorkerPool(TimersMixin):
         """
         with self._lock:
             sends = self._start_locked()
+        _send_all(sends)  # before waiting: their send locks are held
+        with self._lock:
             if wait_ready:
                 deadline = time.monotonic() + BOOT_TIMEOUT
                 while not self._stalled and not self._at_strength_locked():
                     if not self._booted.wait(deadline - time.monotonic()):
                         raise TimeoutError(f"workers did not boot in {BOOT_TIMEOUT:.0f}s")
             stalled = self._stalled
-        _send_all(sends)
         if stalled:
             raise self._boot.start_error()
 
@@ -741,6 +742,9 @@ class WorkerPool(TimersMixin):
                 self._quarantine.clear()
                 innocent_async = []
                 failed.extend((c, self._boot.error_for(c.task.name)) for c in waiting)
+            elif self._stalled:  # not through submit(), which would start workers again
+                self._pending.extend(innocent_async)
+                innocent_async = []
             for idle in list(self._idle):  # warm workers take re-queued calls now
                 if self._quarantine or self._pending:
                     self._idle.remove(idle)
