@@ -683,7 +683,7 @@ class WorkerPool(TimersMixin):
                 # every call: the two books of known functions stay the same.)
                 finished.append((call, status, blob))
             message = self._refill_locked(worker)
-            stop = self._stop_if_retired_locked(worker)
+            stop = worker.retiring and self._stop_if_retired_locked(worker)
             if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
         if message is not None:
