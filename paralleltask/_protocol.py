@@ -2,22 +2,30 @@
 
 Parent → worker::
 
-    (CALL, [(call_id, fn_id, fn_blob | None, args_blob, is_async, run_id, run_blob), ...])
+    (CALL, [(call_id, fn_id, fn_blob | None, args_blob, is_async, run_id, run_blob,
+             attempt), ...], forget)
         run these calls (a batch of one or more), sync ones in order; fn_blob is sent
         once per worker, later calls name fn_id only; run_blob is the run's pickled
-        RunInfo (config, context, stream modes, retry policies), pickled once per run
+        RunInfo (config, context, stream modes, retry policies), pickled once per run;
+        forget: fn_ids to drop first, chosen by the parent's LRU of the functions this
+        worker holds (executors/_known.py: never one a call it holds still needs)
     (CANCEL, call_id)       skip a call not started yet; cancel a running async one
                             (a running sync call is stopped by killing its worker)
-    (STOP,)                 finish and exit
+    (STOP,)                 finish and exit (shutdown; a worker retired at a limit
+                            gets it after its last DONE)
     (ANSWER, request_id, found, blob)
                             the answer to an ASK: found, and the value pickled
 
 Worker → parent::
 
     (READY, pid)                            booted, initializer done
-    (BOOT_FAILED, traceback_text)           the initializer raised; the worker exits
-    (DONE, call_id, status, blob, seconds)  a call's outcome (statuses below) and how
-                                            long it ran, which sizes the prefetch
+    (BOOT_FAILED, traceback_text)           the initializer raised (or would not
+                                            unpickle); the worker exits
+    (DONE, call_id, status, blob, seconds, rss)
+                                            a call's outcome (statuses below), how long
+                                            it ran (which sizes the prefetch) and the
+                                            worker's RSS in bytes after it, or None when
+                                            the pool has no max_memory_per_child
     (EVENT, call_id, mode, blob)            a stream chunk written while the call runs
                                             (custom chunks, nested calls' updates)
     (ASK, call_id, request_id, question, payload)

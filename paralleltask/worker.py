@@ -8,7 +8,9 @@ concurrently, even while a sync call holds the main thread. Every
 outcome goes back on the same pipe under one lock.
 
 The worker ignores SIGINT (Ctrl-C is the parent's to handle) and exits when its pipe
-closes, so it never outlives its parent.
+closes or its parent dies (a watch thread: the pipe may be held open elsewhere), so it
+never outlives its parent. A process forked inside a task exits as soon as it returns
+into this module: it has no reader thread, and must never write on the worker's pipe.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from ._protocol import (
     STARTED,
     STOP,
 )
+from .executors import _limits
+from .executors._lifeline import leave_if_forked, watch_parent
 from .executors.inline import InlineExecutor
 from .stream import Sink
 
@@ -63,6 +67,8 @@ PINNED_THREAD_VARIABLES = (
 
 #: How many runs' infos a worker keeps unpickled (the parent sends the bytes each call).
 RUNS_KEPT = 64
+#: The worker serving in this process (tests read its books), None elsewhere.
+serving: _Worker | None = None
 
 
 class ForwardingSink(Sink):
@@ -85,23 +91,35 @@ class _Unloadable:
         self.error = error
 
 
-def worker_main(conn, initializer, initargs) -> None:
-    """Entry point of a worker process (started by the pool through loky's context)."""
+def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> None:
+    """Entry point of a worker process (started by the pool through loky's context).
+
+    ``boot_blob`` is ``(initializer, initargs)`` pickled by the parent, unpickled here
+    once this process knows it is a worker: a module it imports that calls
+    ``ProcessExecutor().start()`` at import finds a no-op, and an import that fails is a
+    BOOT_FAILED with its traceback (not a worker dead at start without a word).
+    """
+    global serving
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _context.mark_worker_process()
-    worker = _Worker(conn)
-    if initializer is not None:
-        try:
+    watch_parent(parent_pid)
+    serving = worker = _Worker(conn, watch_memory)
+    try:
+        initializer, initargs = serde.loads(boot_blob)
+        if initializer is not None:
             initializer(*initargs)
-        except BaseException:
-            worker.send((BOOT_FAILED, traceback.format_exc()))
-            return
+    except BaseException:
+        worker.send((BOOT_FAILED, traceback.format_exc()))
+        return
     worker.serve()
 
 
 class _Worker:
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, watch_memory: bool = False) -> None:
         self.conn = conn
+        self.pid = os.getpid()
+        # Measures RSS after each call when the pool has a max_memory_per_child.
+        self.rss = _limits.rss_reader() if watch_memory else None
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.send_lock = threading.Lock()
         self.functions: dict[int, Any] = {}
@@ -122,6 +140,11 @@ class _Worker:
         self.answered = threading.Condition()
 
     def send(self, message: tuple) -> None:
+        if os.getpid() != self.pid:  # a child forked by a task: the pipe is not its own
+            raise RuntimeError(
+                "a process forked inside a task cannot use paralleltask's channel (stream "
+                "writer, heartbeat, nested task calls): only the worker itself can"
+            )
         data = pickle.dumps(message, serde.PROTOCOL)
         try:
             with self.send_lock:
@@ -143,6 +166,8 @@ class _Worker:
             while True:
                 message = pickle.loads(self.conn.recv_bytes())
                 if message[0] == CALL:
+                    for fn_id in message[2]:  # the parent's LRU dropped them (_known.py)
+                        self.functions.pop(fn_id, None)
                     with self.calls_lock:
                         self.queued.update(item[0] for item in message[1])
                     for item in message[1]:
@@ -283,7 +308,13 @@ class _Worker:
         try:
             if task.injected:
                 kwargs.update(injections(run, task.injected, kwargs))
-            value = task.func(*args, **kwargs)
+            try:
+                value = task.func(*args, **kwargs)
+            except BaseException:
+                leave_if_forked(self.pid, 1)
+                raise
+            if os.getpid() != self.pid:  # a child forked by the task: it ends here
+                leave_if_forked(self.pid, 0)
             run.wait_outstanding()
         except BaseException as exc:
             self._send_exception(call_id, exc, time.perf_counter() - started)
@@ -304,7 +335,13 @@ class _Worker:
                 raise asyncio.CancelledError
             if task.injected:
                 kwargs.update(injections(run, task.injected, kwargs))
-            value = await task.func(*args, **kwargs)
+            try:
+                value = await task.func(*args, **kwargs)
+            except BaseException:
+                leave_if_forked(self.pid, 1)
+                raise
+            if os.getpid() != self.pid:
+                leave_if_forked(self.pid, 0)
             await run.await_outstanding()
         except asyncio.CancelledError:
             self._send_text(call_id, CANCELLED, "")
@@ -352,10 +389,15 @@ class _Worker:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
             self._send_text(call_id, NOT_PICKLED, error, seconds)
         else:
-            self.send((DONE, call_id, OK, blob, seconds))
+            rss = self.rss() if self.rss else None
+            self.send((DONE, call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
-        self.send((DONE, call_id, RAISED, serde.dumps_exception(exc), seconds))
+        self._done(call_id, RAISED, serde.dumps_exception(exc), seconds)
 
     def _send_text(self, call_id: int, status: int, text: str, seconds: float = 0.0) -> None:
-        self.send((DONE, call_id, status, text, seconds))
+        self._done(call_id, status, text, seconds)
+
+    def _done(self, call_id: int, status: int, blob: Any, seconds: float) -> None:
+        """DONE, with this process's RSS when the pool retires workers by memory."""
+        self.send((DONE, call_id, status, blob, seconds, self.rss() if self.rss else None))

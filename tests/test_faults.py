@@ -49,7 +49,7 @@ from paralleltask import (
     task,
 )
 from tests import _impls
-from tests.test_scripts import alive, tagged_pids, wait_gone
+from tests._processes import alive, tagged_pids, wait_gone
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,8 +93,8 @@ def figure(name, value):
 
 
 #: The one private pool (distinct settings: not the session's default pool), for the
-#: cases that can break a pool for good (a worker killed before it booted marks the pool
-#: as unable to start): a failure there must not fail every later test of the session.
+#: cases that kill workers before they boot or mix faults at random: should one of them
+#: leave its pool unable to serve (a bug), it must not fail every later test.
 PRIVATE = ProcessExecutor(max_workers=2, env={"PT_TEST_FAULTS_POOL": "private"})
 
 
@@ -106,11 +106,11 @@ def private_pool_lifetime():
 
 @pytest.fixture
 def private_pool():
-    """The private pool, started; shut down after a test that left it broken, so that
-    the next one gets a fresh pool."""
+    """The private pool, started; shut down after a test that left it stalled (it gave
+    up starting workers), so that the next one gets a fresh pool."""
     PRIVATE.start()
     yield PRIVATE
-    if PRIVATE._pool()._boot_error is not None:
+    if PRIVATE._pool()._stalled:
         PRIVATE.shutdown(wait=False)
 
 
@@ -309,6 +309,158 @@ def test_async_crash_among_async_siblings_on_its_worker_fails_only_the_culprit()
     assert set(pids) - before  # some shared the dead worker: they ran again elsewhere
     wait_full_strength()
     assert_pool_serves()
+
+
+# -- workers that die before they boot: the pool heals -----------------------------------
+
+
+@entrypoint(executor=PRIVATE)
+def private_outcomes(n):
+    outcomes = []
+    for future in [sleepy_square(i) for i in range(n)]:
+        try:
+            outcomes.append(future.result())
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def private_full_strength(pool, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with pool._lock:
+            workers = [w for w in pool._workers if not w.retiring]
+            if len(workers) == pool.max_workers and all(w.booted for w in workers):
+                return {w.process.pid for w in workers}
+        time.sleep(0.005)
+    raise AssertionError("the private pool did not get back to full strength")
+
+
+def test_workers_killed_again_and_again_before_they_boot_do_not_break_the_pool(private_pool):
+    """As the OOM killer under pressure does: a worker killed, then its replacement
+    killed before it sent READY, five times over. The calls in flight meanwhile return
+    or fail with WorkerCrashedError (never "the pool cannot start"), the next invoke
+    works, and the pool gets back to full strength."""
+    pool = private_pool._pool()
+    seen = private_full_strength(pool)
+    outcomes = []
+    runner = threading.Thread(target=lambda: outcomes.extend(private_outcomes.invoke(8)))
+    runner.start()
+    kill_quietly(min(seen))
+    kills, deadline = 0, time.monotonic() + 20
+    while kills < 5 and time.monotonic() < deadline:
+        with pool._lock:
+            fresh = [w.process.pid for w in pool._workers if not w.booted]
+        for pid in set(fresh) - seen:  # a replacement that has not booted yet
+            seen.add(pid)
+            kill_quietly(pid)
+            kills += 1
+        time.sleep(0.001)
+    assert kills == 5
+    runner.join(30)
+    assert len(outcomes) == 8
+    for i, outcome in enumerate(outcomes):
+        assert outcome == i * i or isinstance(outcome, WorkerCrashedError), repr(outcome)
+    assert private_call.invoke((square, (4,))) == 16
+    private_full_strength(pool)
+
+
+def test_when_no_worker_can_boot_the_waiting_calls_fail_as_crashed_and_the_next_tries_again():
+    """One worker, and every replacement killed before it boots: after ten deaths in a
+    row the call waiting for a worker fails with WorkerCrashedError (retry policies
+    retry it), never "the pool cannot start"; the next invoke starts workers again."""
+    executor = ProcessExecutor(max_workers=1, env={"PT_TEST": "no-boot"})
+
+    @entrypoint(executor=executor)
+    def one_square_here(x):
+        return square(x).result()
+
+    stop = threading.Event()
+
+    def kill_every_replacement(pool, seen):
+        while not stop.is_set():
+            with pool._lock:
+                fresh = [w.process.pid for w in pool._workers if not w.booted]
+            for pid in set(fresh) - seen:
+                seen.add(pid)
+                kill_quietly(pid)
+            time.sleep(0.001)
+
+    try:
+        executor.start()
+        pool = executor._pool()
+        seen = private_full_strength(pool)
+        killer = threading.Thread(target=kill_every_replacement, args=(pool, seen))
+        killer.start()
+        kill_quietly(min(seen))
+        while any(w.process.pid in seen and w.booted for w in list(pool._workers)):
+            time.sleep(0.001)  # gone from the books: the call waits for a replacement
+        try:
+            with pytest.raises(WorkerCrashedError) as info:
+                one_square_here.invoke(5)
+        finally:
+            stop.set()
+            killer.join()
+        assert "no worker of the pool could start" in str(info.value)
+        assert (info.value.task, info.value.exitcode) == ("square", -9)
+        assert one_square_here.invoke(6) == 36
+    finally:
+        executor.shutdown(wait=False)
+
+
+def refuse_to_start(flag):
+    """An initializer that raises while ``flag`` exists."""
+    if os.path.exists(flag):
+        raise ZeroDivisionError(f"refused to start while {flag} exists")
+
+
+def test_an_initializer_that_raises_fails_clearly_and_the_next_call_tries_again(tmp_path):
+    flag = tmp_path / "refuse"
+    flag.write_text("1")
+    executor = ProcessExecutor(max_workers=2, initializer=refuse_to_start, initargs=(str(flag),))
+
+    @entrypoint(executor=executor)
+    def one_square_here(x):
+        return square(x).result()
+
+    try:
+        with pytest.raises(RuntimeError) as info:
+            executor.start()
+        for words in ("refuse_to_start", "ZeroDivisionError", "refused to start while"):
+            assert words in str(info.value)
+        with pytest.raises(RuntimeError) as info:  # a call tries again, and fails the same
+            one_square_here.invoke(3)
+        for words in ("'square'", "refuse_to_start", "ZeroDivisionError", "tries again"):
+            assert words in str(info.value)
+        flag.unlink()
+        assert one_square_here.invoke(3) == 9  # not broken for good: this one starts it
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_initializer_workers_cannot_import_fails_with_the_import_error():
+    module = sys.modules["pt_ghost_init"] = types.ModuleType("pt_ghost_init")
+
+    def init():
+        pass
+
+    init.__module__, init.__qualname__ = "pt_ghost_init", "init"
+    module.init = init
+    executor = ProcessExecutor(max_workers=1, initializer=init, env={"PT_TEST": "ghost-init"})
+    try:
+        with pytest.raises(RuntimeError) as info:
+            executor.start()
+        assert "ModuleNotFoundError" in str(info.value) and "pt_ghost_init" in str(info.value)
+    finally:
+        executor.shutdown(wait=False)
+        del sys.modules["pt_ghost_init"]
 
 
 # == 2. what will not cross the process boundary ========================================
@@ -1226,10 +1378,19 @@ def wait_for_marks(folder, kinds, timeout=30):
     raise AssertionError(f"workers did not start: {os.listdir(folder)}")
 
 
+def command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+
+
 PARENT_KILLS = {
     "sync": {"spin": 1, "nap": 1, "timed": 1},
     "async": {"async": 3},
     "crashing": {"spin": 1, "crash": 3},
+    "forked": {"spin": 1, "nap": 1, "timed": 1},  # a forked child holds the pipes open
 }
 
 
@@ -1239,17 +1400,27 @@ PARENT_KILLS = {
 def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
     tag = uuid.uuid4().hex
     process = script("killed_parent.py", tmp_path, mode, tag=tag)
+    holder = set()  # "forked": a child of the parent that outlives it, holding its pipes
     try:
-        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        line = process.stdout.readline().strip()
+        if mode == "forked":
+            holder = {int(line.split()[1])}
+            line = process.stdout.readline().strip()
+        assert line == "ready", process.stderr.read()
         marks = wait_for_marks(tmp_path, PARENT_KILLS[mode])
-        family = tagged_pids(tag) - {process.pid}
+        family = tagged_pids(tag) - {process.pid} - holder
+        if holder:  # the resource trackers' pipes are held too: they go with the holder
+            family = {p for p in family if "resource_tracker" not in command_line(p)}
         running = set().union(*(pids for kind, pids in marks.items() if kind != "crash"))
         assert running <= family  # the tag finds the workers running calls
         os.kill(process.pid, signal.SIGKILL)  # the parent alone: not its group
         killed_at = time.monotonic()
         process.wait(timeout=10)
-        assert wait_gone(family, timeout=5) == [], "workers outlived their parent"
-        assert wait_gone(tagged_pids(tag), timeout=5) == []
+        left = wait_gone(family, timeout=5)
+        assert left == [], ("workers outlived their parent", [command_line(p) for p in left])
+        for pid in holder:
+            os.kill(pid, signal.SIGKILL)
+        assert wait_gone(tagged_pids(tag) - holder, timeout=5) == []
         figure(
             f"kill -9 of the parent ({mode}): all workers gone in",
             f"{(time.monotonic() - killed_at) * 1000:.0f} ms",
@@ -1257,12 +1428,95 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        for pid in tagged_pids(tag):
+        for pid in tagged_pids(tag) | holder:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         process.communicate()
+
+
+# -- the exit path: never waits on a worker it has not killed ----------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupt_inside_the_atexit_shutdown_still_exits_and_leaves_no_worker(tmp_path):
+    tag = uuid.uuid4().hex
+    process = script("interrupted_exit.py", tag=tag)
+    try:
+        workers = {int(pid) for pid in process.stdout.readline().split()[1:]}
+        assert len(workers) >= 1, process.stderr.read()
+        started = time.monotonic()
+        process.wait(timeout=10)  # before the fix: multiprocessing's exit hook waits forever
+        figure("interrupted atexit shutdown: exit in", f"{time.monotonic() - started:.2f} s")
+        assert wait_gone(workers, timeout=5) == []
+        assert wait_gone(tagged_pids(tag), timeout=5) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+#: Tries of the double Ctrl-C, and the gap between its two SIGINTs (ms) in turn.
+DOUBLE_SIGINT_TRIES = 30
+DOUBLE_SIGINT_GAPS = (1, 2, 4, 6, 8, 12, 16, 25, 35, 50)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(240)
+def test_an_async_script_hit_by_two_quick_sigints_always_exits_and_leaves_no_worker(tmp_path):
+    """SIGINT twice a few ms apart, 30 times: the second lands anywhere in the exit path
+    (asyncio's teardown, the atexit shutdown); each time the script must exit within a
+    few seconds and leave no worker."""
+    faulthandler.cancel_dump_traceback_later()  # longer than the guard: 30 scripts
+    slowest = 0.0
+    for attempt in range(DOUBLE_SIGINT_TRIES):
+        tag = uuid.uuid4().hex
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        with sigint_not_ignored():
+            process = script("double_sigint.py", folder, tag=tag)
+        try:
+            assert process.stdout.readline().strip() == "ready", process.stderr.read()
+            time.sleep(0.02 + 0.01 * (attempt % 4))  # mid-run: calls on every worker
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(DOUBLE_SIGINT_GAPS[attempt % len(DOUBLE_SIGINT_GAPS)] / 1000)
+            os.killpg(process.pid, signal.SIGINT)
+            started = time.monotonic()
+            try:
+                process.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"try {attempt}: the script did not exit") from None
+            slowest = max(slowest, time.monotonic() - started)
+            assert wait_gone(tagged_pids(tag), timeout=5) == [], f"try {attempt}: workers left"
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            for pid in tagged_pids(tag):
+                os.kill(pid, signal.SIGKILL)
+            process.communicate()
+    figure("two quick SIGINTs: slowest exit", f"{slowest:.2f} s")
+
+
+def sigint_not_ignored():
+    """Children get Ctrl-C as from a terminal: under a runner that started us with
+    SIGINT ignored (nohup, some CI), children would inherit that."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def restored():
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return restored()
 
 
 # == 6. property: any mix of faults = the serial results and the right errors ===========

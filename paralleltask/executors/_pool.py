@@ -34,6 +34,12 @@ blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
 A call queued behind a long one waits for it even if another worker is idle; that is
 the price of batching, and it is bounded by ``PREFETCH_SECONDS`` of *expected* work.
 
+Workers come and go without the pool losing its size: a crashed or killed worker is
+replaced at once; one that died before it booted after a backoff, until starting is
+hopeless (``_boot.py``); one at ``max_tasks_per_child``/``max_memory_per_child`` is retired
+(``_limits.py``). The functions a worker holds are an LRU the parent decides
+(``_known.py``); the exit path is ``_exit.py``; timers are ``_pool_timers.py``.
+
 Processes come from loky's ``loky`` context (fork+exec on POSIX: no inherited locks or
 threads, the resource tracker, ``cpu_count()`` honouring cgroups), not from loky's
 executor: its dispatch cannot tell which worker ran what, fails every pending call when
@@ -42,19 +48,14 @@ one worker dies, and cannot kill one worker alone. See docs/architecture.md.
 
 from __future__ import annotations
 
-import atexit
 import collections
-import heapq
 import os
 import pickle
 import selectors
-import signal
 import threading
 import time
 import traceback
-import weakref
 from multiprocessing.connection import Pipe
-from typing import Any
 
 from loky.backend.context import get_context
 
@@ -65,24 +66,24 @@ from .._protocol import (
     BOOT_FAILED,
     CALL,
     CANCEL,
-    CANCELLED,
     DONE,
     EVENT,
     HEARTBEAT,
     KEEP,
-    NOT_LOADED,
-    NOT_PICKLED,
     OK,
-    RAISED,
     READY,
     STARTED,
     STOP,
 )
-from .._timeout import next_check, timeout_error
-from ..errors import SerializationError, WorkerCrashedError
 from ..stream import hold_wakeups, release_wakeups, wake_held
 from ..worker import worker_main
-from . import base
+from . import _exit, base
+from ._boot import BootRecord
+from ._known import FUNCTIONS_KEPT, KnownFunctions
+from ._outcome import crash_error, decode_outcome, describe_exit, kill, worker_environment
+from ._pool_timers import TimersMixin, remove_sync_call
+
+__all__ = ["WorkerPool", "decode_outcome", "worker_environment"]
 
 #: How long start() waits for workers to boot before giving up.
 BOOT_TIMEOUT = 120.0
@@ -94,9 +95,6 @@ PREFETCH_SECONDS = 0.002
 MAX_PREFETCH = 64
 #: Tasks whose mean run time the pool remembers (then it starts over).
 RUN_TIMES_KEPT = 4096
-#: How long a timed-out async call may take to stop after its CANCEL before its worker
-#: is deemed wedged (an event loop blocked by code that never yields) and replaced.
-UNWIND_GRACE = 1.0
 
 
 class _WorkerHandle:
@@ -104,29 +102,40 @@ class _WorkerHandle:
 
     __slots__ = (
         "async_calls",
+        "boot_error",
         "booted",
+        "calls_left",
         "conn",
         "eof",
         "exclusive",
         "killed",
         "known_functions",
         "process",
+        "retiring",
         "send_lock",
+        "stop_sent",
         "sync_calls",
         "unwinding",
     )
 
-    def __init__(self, process, conn) -> None:
+    def __init__(self, process, conn, calls_left: int | None) -> None:
         self.process = process
         self.conn = conn
         self.send_lock = threading.Lock()
         self.sync_calls: collections.deque[base.CallItem] = collections.deque()
         self.async_calls: dict[int, base.CallItem] = {}
-        self.known_functions: set[int] = set()
+        self.known_functions = KnownFunctions()
         self.booted = False
+        self.boot_error: str | None = None  # its BOOT_FAILED traceback
         self.eof = False
         self.killed = False  # by us, to stop a call: its other calls are innocent
         self.exclusive = False  # running one suspect of a crash, alone
+        # Calls it may still be given (max_tasks_per_child), None: no limit. A worker
+        # at a limit is retiring: no more calls, STOP after its last DONE, and its
+        # replacement already started (so it is never replaced again when it exits).
+        self.calls_left = calls_left
+        self.retiring = False
+        self.stop_sent = False
         # Async calls timed out and cancelled, not yet reported stopped: call_id -> the
         # time after which the worker is deemed wedged (a loop that never yields).
         self.unwinding: dict[int, float] = {}
@@ -149,29 +158,26 @@ class _WorkerHandle:
         return len(self.async_calls) + len(self.sync_calls) + 1000 * len(self.unwinding)
 
 
-_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
-
-
-def _shutdown_live_pools() -> None:
-    # atexit runs after the interpreter has joined every non-daemon thread, so no
-    # user thread still waits on a call; and before multiprocessing's own exit
-    # handler (registered earlier), which would otherwise wait for the workers.
-    for pool in list(_live_pools):
-        pool.shutdown(wait=False)
-
-
-atexit.register(_shutdown_live_pools)
-
-
-class WorkerPool:
+class WorkerPool(TimersMixin):
     """A fixed number of worker processes fed by one dispatcher thread."""
 
-    def __init__(self, max_workers: int, initializer, initargs: tuple, env: dict[str, str]):
-        _live_pools.add(self)
+    def __init__(
+        self,
+        max_workers: int,
+        initializer,
+        initargs: tuple,
+        env: dict[str, str],
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+    ):
+        _exit.live_pools.add(self)
         self.max_workers = max_workers
         self._initializer = initializer
         self._initargs = initargs
+        self._boot_blob: bytes | None = None  # (initializer, initargs), pickled once
         self._env = env
+        self._max_tasks = max_tasks_per_child
+        self._max_memory = max_memory_per_child
         self._context = get_context("loky")
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -184,7 +190,15 @@ class WorkerPool:
         self._quarantine: collections.deque[base.CallItem] = collections.deque()
         self._running: dict[int, tuple[base.CallItem, _WorkerHandle]] = {}
         self._booting = 0
-        self._boot_error: str | None = None
+        # Early deaths and failed starts in a row (see _boot.py); ``_stalled``: the pool
+        # gave up starting workers, until the next call or start() tries again.
+        self._boot = BootRecord()
+        self._stalled = False
+        # When the workers that died before booting are replaced (a backoff), and how
+        # many retired workers still wait for a replacement (started by the dispatcher).
+        self._respawn_at: float | None = None
+        self._owed = 0
+        self._shut_workers: list[_WorkerHandle] = []  # shut down, maybe not exited yet
         # Mean run time of each task's calls (moving average, by task id). A task not
         # seen yet counts as long: no prefetch until its calls prove short.
         self._run_times: dict[int, float] = {}
@@ -203,49 +217,102 @@ class WorkerPool:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self, wait_ready: bool = True) -> None:
-        """Spawn the workers and the dispatcher (once); optionally wait until all booted."""
+        """Spawn the workers and the dispatcher (once); optionally wait until all booted.
+
+        A pool that gave up starting workers (see ``_boot.py``) tries again here.
+        """
         with self._lock:
-            self._start_locked()
+            sends = self._start_locked()
+        _send_all(sends)  # before waiting: their send locks are held
+        with self._lock:
             if wait_ready:
                 deadline = time.monotonic() + BOOT_TIMEOUT
-                while self._booting and self._boot_error is None:
+                while not self._stalled and not self._at_strength_locked():
                     if not self._booted.wait(deadline - time.monotonic()):
                         raise TimeoutError(f"workers did not boot in {BOOT_TIMEOUT:.0f}s")
-            if self._boot_error is not None:
-                raise RuntimeError(f"the process pool cannot start: {self._boot_error}")
+            stalled = self._stalled
+        if stalled:
+            raise self._boot.start_error()
 
-    def _start_locked(self) -> None:
+    def _at_strength_locked(self) -> bool:
+        serving = [w for w in self._workers if not w.retiring]
+        return len(serving) >= self.max_workers and all(w.booted for w in serving)
+
+    def _start_locked(self) -> list:
+        """Start the pool (once), or start again one that gave up; returns the CALL
+        messages to send once the pool lock is released (see ``_top_up_locked``)."""
         if self.closing:
             raise RuntimeError("cannot run a task call: its process pool was shut down")
-        if self._boot_error is not None:
-            raise RuntimeError(f"the process pool cannot start: {self._boot_error}")
-        if self._dispatcher is not None:
-            return
-        for _ in range(self.max_workers):
-            self._idle.append(self._add_worker_locked())
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_forever, name="paralleltask-dispatcher", daemon=True
-        )
-        self._dispatcher.start()
+        if self._dispatcher is None:
+            self._dispatcher = threading.Thread(
+                target=self._dispatch_forever, name="paralleltask-dispatcher", daemon=True
+            )
+            self._dispatcher.start()
+        elif not self._stalled:
+            return []
+        self._stalled = False
+        self._boot.reset()
+        return self._top_up_locked()
+
+    def _top_up_locked(self, most: int | None = None) -> list:
+        """Spawn workers until the pool has ``max_workers`` that take calls (at most
+        ``most``); each takes pending calls at once, or idles. Returns ``(worker,
+        message)`` pairs whose send locks are held: send them after the pool lock."""
+        sends = []
+        missing = self.max_workers - sum(1 for w in self._workers if not w.retiring)
+        for _ in range(missing if most is None else min(most, missing)):
+            fresh = self._add_worker_locked()
+            message = self._refill_locked(fresh)
+            if message is not None:
+                sends.append((fresh, message))
+        return sends
 
     def _add_worker_locked(self) -> _WorkerHandle:
         """Spawn one worker; the caller makes it idle or gives it calls."""
+        if self._boot_blob is None:  # unpickled in the worker, after it knows it is one
+            self._boot_blob = serde.dumps((self._initializer, self._initargs))
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main,
-            args=(child_end, self._initializer, self._initargs),
+            args=(child_end, self._boot_blob, os.getpid(), self._max_memory is not None),
             env=self._env,
             name=f"paralleltask-worker-{len(self._workers)}",
         )
         process.start()
+        _exit.forget_child(process)  # multiprocessing's exit hook must never join it
         # Only the worker may hold its end: then the worker sees EOF when we die.
         child_end.close()
-        worker = _WorkerHandle(process, parent_end)
+        worker = _WorkerHandle(process, parent_end, self._max_tasks)
         self._workers.append(worker)
         self._generation += 1
         self._booting += 1
         self._wake()
         return worker
+
+    def _retire_locked(self, worker: _WorkerHandle) -> None:
+        """``worker`` reached a limit (calls, memory): it takes no more calls, gets STOP
+        after its last DONE, and the dispatcher starts its replacement now (a pool
+        lock holder here may be any thread, which cannot send the replacement's CALL)."""
+        worker.retiring = True
+        if worker in self._idle:
+            self._idle.remove(worker)
+        self._owed += 1
+        self._wake()
+
+    def _stop_if_retired_locked(self, worker: _WorkerHandle) -> bool:
+        """True if ``worker`` is retiring and holds nothing more: send it STOP (once)."""
+        if not worker.retiring or worker.stop_sent:
+            return False
+        if worker.sync_calls or worker.async_calls or worker.unwinding:
+            return False
+        worker.stop_sent = True
+        return True
+
+    def kill_workers(self) -> None:
+        """SIGKILL every worker process of this pool still running (the exit path)."""
+        for worker in [*self._workers, *self._shut_workers]:
+            if worker.process.exitcode is None:
+                kill(worker.process)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the workers: after their calls finish (``wait``), or now, cancelling them."""
@@ -262,11 +329,12 @@ class WorkerPool:
             self._running.clear()
             self._pending.clear()
             self._quarantine.clear()
+            self._shut_workers = list(self._workers)
             workers, self._workers = self._workers, []
         for call in abandoned:
             call.deliver(False, base.CANCELLED)
         for worker in busy:  # only when not waiting: their calls were just cancelled
-            _kill(worker.process)
+            kill(worker.process)
         stop = pickle.dumps((STOP,))
         for worker in workers:
             worker.send(stop)
@@ -281,23 +349,23 @@ class WorkerPool:
     # -- calls in -------------------------------------------------------------------
 
     def submit(self, call: base.CallItem) -> None:
+        started: list = []
+        message = None
         with self._lock:
-            if self._dispatcher is None or self.closing or self._boot_error is not None:
-                self._start_locked()  # raises if shut down or broken
+            if self._dispatcher is None or self.closing or self._stalled:
+                started = self._start_locked()  # raises if shut down; a stalled pool retries
             if call.task.is_async:
-                shared = [w for w in self._workers if not w.exclusive]
-                if not shared:  # every worker runs a suspect alone: wait for one
-                    self._pending.append(call)
-                    return
-                worker = min(shared, key=_WorkerHandle.load)
-            elif self._idle:
-                worker = self._take_idle_locked()
+                shared = [w for w in self._workers if not (w.exclusive or w.retiring)]
+                worker = min(shared, key=_WorkerHandle.load) if shared else None
             else:
+                worker = self._take_idle_locked() if self._idle else None
+            if worker is None:  # no idle worker (or every one runs a suspect alone)
                 self._pending.append(call)
-                return
-            message = self._assign_locked(worker, [call])
-            if message is None and not worker.sync_calls and not call.task.is_async:
-                self._idle.append(worker)  # the call was cancelled before it could go
+            else:
+                message = self._assign_locked(worker, [call])
+                if message is None and not worker.sync_calls and not call.task.is_async:
+                    self._idle.append(worker)  # the call was cancelled before it could go
+        _send_all(started)
         if message is not None:
             worker.send_locked(message)
 
@@ -317,15 +385,18 @@ class WorkerPool:
         for one of these calls from overtaking their CALL on the pipe.
         """
         items = []
+        known = worker.known_functions
         for call in calls:
             if not call.claim():  # cancelled while it waited: say so (its run may wait)
                 call.deliver(False, base.CANCELLED)
                 continue
             task = call.task
-            fn_blob = None
-            if task.task_id not in worker.known_functions:
+            if task.task_id in known:  # (KnownFunctions.need, inlined: the hot path)
+                known.move_to_end(task.task_id)
+                fn_blob = None
+            else:
+                known[task.task_id] = None
                 fn_blob = task.pickled()
-                worker.known_functions.add(task.task_id)
             self._running[call.call_id] = (call, worker)
             if task.timeout is not None:  # its clock starts when the worker says STARTED
                 self._timers[call.call_id] = [call, worker, None, None]
@@ -346,10 +417,18 @@ class WorkerPool:
                     call.attempt(),
                 )
             )
+            if worker.calls_left is not None:  # max_tasks_per_child
+                worker.calls_left -= 1
+                if worker.calls_left == 0:
+                    self._retire_locked(worker)
         if not items:
             return None
+        forget = ()
+        if len(known) > FUNCTIONS_KEPT:  # the LRU drops functions no held call needs
+            held = {c.task.task_id for c in (*worker.sync_calls, *worker.async_calls.values())}
+            forget = known.evict(held)
         worker.send_lock.acquire()
-        return pickle.dumps((CALL, items), serde.PROTOCOL)
+        return pickle.dumps((CALL, items, forget), serde.PROTOCOL)
 
     def _refill_locked(self, worker: _WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it.
@@ -357,6 +436,8 @@ class WorkerPool:
         A call with a timeout is only given to an empty worker, alone: its clock starts
         when it is sent, and no call waits behind it to be killed with it.
         """
+        if worker.retiring:
+            return None  # at a limit: no more calls; its replacement takes them
         if worker.exclusive:
             if worker.sync_calls or worker.async_calls:
                 return None  # its suspect still runs
@@ -372,6 +453,8 @@ class WorkerPool:
         while self._pending and len(worker.sync_calls) <= depth // 2:
             fair_share = -(-len(self._pending) // len(self._workers))
             take = min(depth - len(worker.sync_calls), fair_share, len(self._pending))
+            if worker.calls_left is not None:  # never more than it may still run
+                take = min(take, worker.calls_left)
             batch = [self._pending.popleft()]
             while len(batch) < take and self._pending[0].task.timeout is None:
                 batch.append(self._pending.popleft())
@@ -438,7 +521,7 @@ class WorkerPool:
         for worker, call_id in cancels:
             worker.send(pickle.dumps((CANCEL, call_id)))
         for worker in doomed:
-            _kill(worker.process)  # the dispatcher sees it die and starts a replacement
+            kill(worker.process)  # the dispatcher sees it die and starts a replacement
 
     # -- the dispatcher thread ------------------------------------------------------
 
@@ -494,73 +577,20 @@ class WorkerPool:
                 self._on_worker_exit(worker)
         if self._deadlines or any(w.unwinding for w in self._workers):
             self._expire_timed_calls()
+        if self._owed or (self._respawn_at is not None and self._respawn_at <= time.monotonic()):
+            self._respawn()
 
-    # -- timeouts ---------------------------------------------------------------------
-
-    def _until_next_deadline_locked(self) -> float | None:
-        deadlines = [self._deadlines[0][0]] if self._deadlines else []
-        for worker in self._workers:
-            deadlines.extend(worker.unwinding.values())
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-
-    def _started(self, call_id: int) -> None:
-        timer = self._timers.get(call_id)
-        if timer is not None:
-            timer[2] = timer[3] = now = time.monotonic()
-            deadline = next_check(timer[0].task.timeout, now, now)
-            heapq.heappush(self._deadlines, (deadline, call_id))
-
-    def _progress(self, call_id: int, heartbeat: bool) -> None:
-        """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
-        timer = self._timers.get(call_id)
-        if timer is None or timer[2] is None:
-            return
-        if heartbeat or timer[0].task.timeout.refresh_on == "auto":
-            timer[3] = time.monotonic()
-
-    def _expire_timed_calls(self) -> None:
-        """Fail the calls past their timeout: cancel an async one, kill the worker of a
-        sync one (the calls it held besides are innocent and go elsewhere)."""
-        now = time.monotonic()
-        expired = []
+    def _respawn(self) -> None:
+        """Start the replacements due: of retired workers now, of workers that died
+        before they booted once their backoff is over (then all that are missing)."""
         with self._lock:
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, call_id = heapq.heappop(self._deadlines)
-                timer = self._timers.get(call_id)
-                if timer is None:
-                    continue  # finished meanwhile
-                call, worker, started, last = timer
-                if started is None:
-                    continue  # sent again (retry, re-queue): it pushes anew when it starts
-                if self._running.get(call_id, (None,))[0] is not call:
-                    del self._timers[call_id]  # abandoned meanwhile
-                    continue
-                policy = call.task.timeout
-                error = timeout_error(call.task.name, policy, started, last, now)
-                if error is None:  # progress moved its idle deadline: look again then
-                    heapq.heappush(self._deadlines, (next_check(policy, started, last), call_id))
-                    continue
-                del self._timers[call_id]
-                del self._running[call_id]
-                if call.task.is_async:
-                    del worker.async_calls[call_id]
-                    worker.unwinding[call_id] = now + UNWIND_GRACE
-                else:
-                    _remove_sync_call(worker, call)
-                    worker.killed = True
-                expired.append((call, worker, error))
-            wedged = [w for w in self._workers if any(t <= now for t in w.unwinding.values())]
-            for worker in wedged:
-                worker.killed = True  # its other calls are innocent: they go elsewhere
-                worker.unwinding.clear()
-        for worker in wedged:
-            _kill(worker.process)
-        for call, worker, error in expired:
-            if call.task.is_async:
-                worker.send(pickle.dumps((CANCEL, call.call_id)))
-            else:
-                _kill(worker.process)  # the dispatcher sees it exit and replaces it
-            call.deliver(False, error)
+            due = self._respawn_at is not None and self._respawn_at <= time.monotonic()
+            most = None if due else self._owed
+            if due:
+                self._respawn_at = None
+            self._owed = 0
+            sends = [] if self.closing or self._stalled else self._top_up_locked(most)
+        _send_all(sends)
 
     def _new_selector_locked(self) -> selectors.BaseSelector:
         selector = selectors.DefaultSelector()
@@ -626,16 +656,19 @@ class WorkerPool:
             if message[0] == READY:
                 worker.booted = True
                 self._booting -= 1
+                self._boot.booted()
                 self._booted.notify_all()
-            elif message[0] == BOOT_FAILED:
-                self._boot_error = f"a worker's initializer failed:\n{message[1]}"
+            elif message[0] == BOOT_FAILED:  # it exits next: _on_worker_exit counts it
+                worker.boot_error = message[1]
 
     def _on_done(self, worker: _WorkerHandle, outcomes: list[tuple]) -> None:
         finished = []
         with self._lock:
-            for _, call_id, status, blob, seconds in outcomes:
+            for _, call_id, status, blob, seconds, rss in outcomes:
                 if self._timers:
                     self._timers.pop(call_id, None)
+                if rss is not None and rss > self._max_memory and not worker.retiring:
+                    self._retire_locked(worker)  # the call that pushed it over returns
                 entry = self._running.pop(call_id, None)
                 if entry is None:
                     worker.unwinding.pop(call_id, None)  # a timed-out call has stopped
@@ -644,28 +677,31 @@ class WorkerPool:
                 if call.task.is_async:
                     del worker.async_calls[call_id]
                 else:
-                    _remove_sync_call(worker, call)
+                    remove_sync_call(worker, call)
                     self._record_run_time(call.task.task_id, seconds)
-                if status == NOT_LOADED:  # the worker may not hold the function: resend it
-                    worker.known_functions.discard(call.task.task_id)
+                # (NOT_LOADED: the worker keeps what it could not load, and says why at
+                # every call: the two books of known functions stay the same.)
                 finished.append((call, status, blob))
             message = self._refill_locked(worker)
+            stop = worker.retiring and self._stop_if_retired_locked(worker)
             if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
         if message is not None:
             worker.send_locked(message)
+        if stop:  # after its last DONE: it exits, and the dispatcher sees it go
+            worker.send(pickle.dumps((STOP,)))
         for call, status, blob in finished:
             if status == OK:
                 call.pickled_result = blob  # cache and checkpoint store these bytes as they are
             call.deliver(*decode_outcome(call, status, blob))
 
     def _on_worker_exit(self, worker: _WorkerHandle) -> None:
-        self._receive_all(worker)  # outcomes it sent before dying still count
+        """A worker process ended: settle what it held, replace it (now, after a
+        backoff, or not: see ``_boot.py``), and fail what no worker can serve."""
+        self._receive_all(worker)  # outcomes (and READY) it sent before dying still count
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
-        failed: list[base.CallItem] = []
-        restarts: list[tuple[_WorkerHandle, bytes]] = []
-        message = None
+        failed: list[tuple[base.CallItem, Exception]] = []
         with self._lock:
             if worker not in self._workers:
                 return  # shut down meanwhile
@@ -675,68 +711,81 @@ class WorkerPool:
                 self._idle.remove(worker)
             if not worker.booted:
                 self._booting -= 1
-                if self._boot_error is None and not worker.killed:
-                    self._boot_error = f"a worker exited with {_describe_exit(exitcode)} at start"
-                self._booted.notify_all()
             held = list(worker.sync_calls)
-            for call in (*held, *worker.async_calls.values()):
+            running_async = list(worker.async_calls.values())
+            for call in (*held, *running_async):
                 del self._running[call.call_id]
+                self._timers.pop(call.call_id, None)  # a re-queued call gets a new one
             innocent_async: list[base.CallItem] = []
-            if worker.killed:  # by stop(): what it held besides the stopped calls is innocent
-                innocent_async.extend(worker.async_calls.values())
+            if worker.killed or not worker.booted:
+                # Killed by us (stop, timeout): what it held besides is innocent. Dead
+                # before READY: it had started nothing (it reads calls only after READY).
+                innocent_async = running_async
             else:
                 # The head sync call and every async call were running: one of them (or
                 # none) crashed it. One suspect is the culprit; several run again alone.
                 suspects = [held.pop(0)] if held else []
-                suspects.extend(worker.async_calls.values())
+                suspects.extend(running_async)
                 if len(suspects) <= 1 or worker.exclusive:
-                    failed.extend(suspects)
+                    pid = worker.process.pid
+                    failed.extend((c, crash_error(c, pid, exitcode)) for c in suspects)
                 else:
                     self._quarantine.extend(suspects)
             # The calls behind the head never started: queue them again, first in line.
             self._pending.extendleft(reversed(held))
-            if self._boot_error is not None:
-                # Workers cannot start: replacing them would loop. Fail what waits.
-                failed.extend(self._pending)
-                failed.extend(self._quarantine)
+            sends = self._replace_locked(worker, exitcode)
+            if self._stalled and not any(w.booted and not w.retiring for w in self._workers):
+                # No worker can start and none is up: what waits for one fails. (While
+                # one is up, it serves them.) The next call starts workers again.
+                waiting = [*self._pending, *self._quarantine, *innocent_async]
                 self._pending.clear()
                 self._quarantine.clear()
-            elif not self.closing:
-                fresh = self._add_worker_locked()
-                message = self._refill_locked(fresh)
-                for idle in list(self._idle):  # warm workers take re-queued calls now
-                    if (self._quarantine or self._pending) and idle is not fresh:
-                        self._idle.remove(idle)
-                        refilled = self._refill_locked(idle)
-                        if refilled is not None:
-                            restarts.append((idle, refilled))
+                innocent_async = []
+                failed.extend((c, self._boot.error_for(c.task.name)) for c in waiting)
+            elif self._stalled:  # not through submit(), which would start workers again
+                self._pending.extend(innocent_async)
+                innocent_async = []
+            for idle in list(self._idle):  # warm workers take re-queued calls now
+                if self._quarantine or self._pending:
+                    self._idle.remove(idle)
+                    refilled = self._refill_locked(idle)
+                    if refilled is not None:
+                        sends.append((idle, refilled))
+            self._booted.notify_all()
             if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
-            boot_error = self._boot_error
         worker.conn.close()
-        if message is not None:
-            fresh.send_locked(message)
-        for idle, quarantined in restarts:
-            idle.send_locked(quarantined)
+        _send_all(sends)
         for call in innocent_async:
             try:
                 self.submit(call)
-            except RuntimeError as exc:  # the pool is closing or broken
+            except RuntimeError as exc:  # the pool is closing
                 call.deliver(False, exc)
-        for call in failed:
-            if boot_error is not None:
-                error: Exception = RuntimeError(f"the process pool cannot start: {boot_error}")
-            else:
-                error = _crash_error(call, worker.process.pid, exitcode)
+        for call, error in failed:
             call.deliver(False, error)
 
+    def _replace_locked(self, worker: _WorkerHandle, exitcode: int | None) -> list:
+        """Replace a worker that exited: at once (a crash, a kill of ours), after a
+        backoff (it died before READY: ``_boot.py``), or not (closing, or retired: its
+        replacement was started when it retired). Returns the sends of ``_top_up_locked``."""
+        if self.closing or worker.retiring:
+            return []
+        if worker.booted or worker.killed:
+            return self._top_up_locked()
+        delay = self._boot.exited_early(worker.boot_error, exitcode, describe_exit(exitcode))
+        if delay is None:
+            self._stalled = True
+        else:
+            due = time.monotonic() + delay
+            if self._respawn_at is None or due < self._respawn_at:
+                self._respawn_at = due  # the dispatcher (this thread) waits for it
+        return []
 
-def _remove_sync_call(worker: _WorkerHandle, call: base.CallItem) -> None:
-    # Outcomes come back in the order the worker ran the calls: almost always the head.
-    if worker.sync_calls and worker.sync_calls[0] is call:
-        worker.sync_calls.popleft()
-    else:
-        worker.sync_calls.remove(call)
+
+def _send_all(sends: list) -> None:
+    """Send ``(worker, message)`` pairs whose send locks are held (see _assign_locked)."""
+    for worker, message in sends:
+        worker.send_locked(message)
 
 
 def _reap(workers: list[_WorkerHandle]) -> None:
@@ -744,91 +793,6 @@ def _reap(workers: list[_WorkerHandle]) -> None:
     for worker in workers:
         worker.process.join(max(0.0, deadline - time.monotonic()))
         if worker.process.exitcode is None:
-            _kill(worker.process)
+            kill(worker.process)
             worker.process.join(1.0)
         worker.conn.close()
-
-
-def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
-    """A worker's ``(status, blob)`` as ``deliver`` takes it: ``(True, value)`` or
-    ``(False, exception)``, with a SerializationError where the bytes will not load."""
-    name = call.task.name
-    if status == OK:
-        try:
-            return True, serde.loads(blob)
-        except BaseException as exc:  # (a __setstate__ may raise anything)
-            return False, SerializationError(
-                f"Task {name!r}: its result could not be unpickled in the parent: "
-                f"{type(exc).__name__}: {exc}",
-                task=name,
-            )
-    if status == RAISED:
-        try:
-            return False, serde.loads_exception(blob)
-        except serde.UnloadableException as lost:
-            failure = lost.failure
-            return False, SerializationError(
-                f"Task {name!r} raised {lost.described}, an exception that could not be "
-                f"unpickled in the parent: {type(failure).__name__}: {failure}\n"
-                f"Traceback in the worker:\n{lost.traceback_text}",
-                task=name,
-            )
-        except BaseException as exc:
-            return False, SerializationError(
-                f"Task {name!r} raised an exception that could not be unpickled in the "
-                f"parent: {type(exc).__name__}: {exc}",
-                task=name,
-            )
-    if status == NOT_LOADED:
-        return False, SerializationError(
-            f"Task {name!r}: its function or arguments could not be unpickled in the "
-            f"worker: {blob}",
-            task=name,
-        )
-    if status == NOT_PICKLED:
-        type_name, _, error = blob.partition("|")
-        return False, SerializationError(
-            f"Task {name!r}: its result ({type_name}) cannot be pickled to bring it "
-            f"back from the worker: {error}",
-            task=name,
-        )
-    if status == CANCELLED:
-        return False, base.CANCELLED
-    raise AssertionError(f"unknown outcome status {status}")
-
-
-def _kill(process) -> None:
-    """SIGKILL ``process`` (loky's Popen has no ``kill()``); no error if already gone."""
-    try:
-        os.kill(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, TypeError):
-        pass
-
-
-def _describe_exit(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-def _crash_error(call: base.CallItem, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
-    return WorkerCrashedError(
-        f"Task {call.task.name!r}: the worker process running it (pid {pid}) died "
-        f"with {_describe_exit(exitcode)}. Likely causes: a segmentation fault in native "
-        "code, a call to os._exit(), or the process being killed for using too much "
-        "memory (the OOM killer sends SIGKILL). The pool has started a replacement.",
-        task=call.task.name,
-        exitcode=exitcode,
-    )
-
-
-def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
-    """Variables set in every worker: thread pins unless the user set them, then overrides."""
-    from ..worker import PINNED_THREAD_VARIABLES
-
-    env = {name: "1" for name in PINNED_THREAD_VARIABLES if name not in os.environ}
-    env.update(overrides or {})
-    return env

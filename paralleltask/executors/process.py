@@ -13,6 +13,7 @@ import loky
 
 from .. import _context
 from ..errors import SerializationError
+from ._limits import as_max_memory, as_max_tasks
 from ._pool import WorkerPool, worker_environment
 from .base import CallItem, Executor
 
@@ -49,6 +50,13 @@ class ProcessExecutor(Executor):
     env:
         Environment variables for the workers. Workers pin BLAS/OpenMP thread counts to
         1 (``OMP_NUM_THREADS`` and friends) unless set here or in the parent's environment.
+    max_tasks_per_child:
+        Retire a worker after this many calls (the stdlib's meaning): it gets no more,
+        finishes what it holds and exits; a replacement starts at once. None: never.
+    max_memory_per_child:
+        Retire a worker after a call that leaves its resident set size above this:
+        bytes (an int) or a size such as ``"2GiB"`` or ``"500MB"``. The call that went
+        over still returns its value. None: never.
     """
 
     serializes = True
@@ -62,6 +70,8 @@ class ProcessExecutor(Executor):
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
         env: dict[str, str] | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | str | None = None,
     ) -> None:
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
@@ -73,10 +83,19 @@ class ProcessExecutor(Executor):
         self.initializer = initializer
         self.initargs = tuple(initargs)
         self.env = dict(env or {})
+        self.max_tasks_per_child = as_max_tasks(max_tasks_per_child)
+        self.max_memory_per_child = as_max_memory(max_memory_per_child)  # bytes
         # The key holds what the caller chose, not the environment it completes: a
         # library that sets OMP_NUM_THREADS later (Dask's LocalCluster does) must not
         # give ProcessExecutor() a second pool.
-        key: Any = (self.max_workers, initializer, self.initargs, tuple(sorted(self.env.items())))
+        key: Any = (
+            self.max_workers,
+            initializer,
+            self.initargs,
+            tuple(sorted(self.env.items())),
+            self.max_tasks_per_child,
+            self.max_memory_per_child,
+        )
         try:
             hash(key)
         except TypeError:  # unhashable settings: a pool of its own, gone with the handle
@@ -97,14 +116,28 @@ class ProcessExecutor(Executor):
                 pool = _pools.get(self._key)
                 if pool is None or pool.closing:
                     env = worker_environment(self.env)
-                    pool = WorkerPool(self.max_workers, self.initializer, self.initargs, env)
+                    pool = WorkerPool(
+                        self.max_workers,
+                        self.initializer,
+                        self.initargs,
+                        env,
+                        self.max_tasks_per_child,
+                        self.max_memory_per_child,
+                    )
                     _pools[self._key] = pool
             self._pool_ref = pool
         return pool
 
     def start(self) -> ProcessExecutor:
         """Start the workers now and wait until each is ready (so that, say, a
-        hypothesis deadline is not spent on start-up); idempotent."""
+        hypothesis deadline is not spent on start-up); idempotent.
+
+        Inside a worker process it does nothing (no pool is ever started there: runs in
+        a task execute inline), so a module that starts its pool at import, and that
+        workers import for its tasks, works in both.
+        """
+        if _context.in_worker():
+            return self
         self._pool().start(wait_ready=True)
         return self
 

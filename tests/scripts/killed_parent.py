@@ -1,10 +1,13 @@
 # A parent that the test kills with SIGKILL (this process alone, not its group) while
 # its workers are busy; every worker must then exit on its own (pipe EOF), none orphaned.
-# argv: <folder for pid files> <"sync" | "async" | "crashing">
+# argv: <folder for pid files> <"sync" | "async" | "crashing" | "forked">
 #   sync:     a pure-Python spin, a sleep in C and a spin under a (long) timeout
 #   async:    six async calls awaiting asyncio.sleep, spread over the workers
 #   crashing: one worker spins while the others keep crashing (os._exit) and being
 #             replaced, so the kill lands while replacements boot
+#   forked:   as sync, after forking a child that outlives the parent (it prints
+#             "holder <pid>" first): it holds the parent's end of every worker's pipe,
+#             so the workers never see EOF and must notice their parent's death
 # Each call writes <pid>.<kind>.pid in the folder once it runs.
 import asyncio
 import os
@@ -86,8 +89,14 @@ def crashing_job(seconds):
 
 
 EXECUTOR.start()
+if mode == "forked":
+    holder = os.fork()
+    if holder == 0:  # inherits every fd of the parent, the workers' pipe ends among them
+        time.sleep(60)
+        os._exit(0)
+    print("holder", holder, flush=True)
 print("ready", flush=True)
-if mode == "sync":
+if mode in ("sync", "forked"):
     sync_job.invoke(120)
 elif mode == "async":
     asyncio.run(async_job.ainvoke(120))
