@@ -183,6 +183,8 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
         kind_name = f"{kind.__module__}.{kind.__qualname__}"
         dtype = getattr(obj, "dtype", None)
         dtype_name = None if dtype is None else str(dtype)
+        if getattr(dtype, "hasobject", False):  # tobytes() would be the objects' addresses
+            return (kind_name, dtype_name, _freeze(obj.tolist(), depth - 1), obj.shape)
         return (kind_name, dtype_name, obj.tobytes(), getattr(obj, "shape", None))
     return obj
 

@@ -59,3 +59,16 @@ def test_a_cached_task_answers_each_dtype_with_its_own_value():
         return [describe(values=unsigned).result(), describe(values=signed).result()]
 
     assert body.invoke(bytes([1, 255])) == ["uint8:[1, 255]", "int8:[1, -1]"]
+
+
+def test_an_object_array_is_keyed_by_its_elements_not_their_addresses():
+    holder = np.empty(1, dtype=object)
+    holder[0] = ["first"]
+    first = _keys(holder)
+    holder[0] = ["second"]  # another object, maybe at the same address
+    assert first != _keys(holder)
+    same = np.empty(1, dtype=object)
+    same[0] = ["first"]
+    other = np.empty(1, dtype=object)
+    other[0] = ["first"]
+    assert _keys(same) == _keys(other)
