@@ -489,3 +489,19 @@ def test_memory_store_numbers_the_checkpoints_of_runs_at_once_on_one_thread():
     for each in workers:
         each.join()
     assert len(list(store.checkpoint_history("t"))) == 4 * 10 * 2
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "memory"])
+def test_a_record_put_without_the_counter_is_never_overwritten(tmp_path, kind):
+    """A record written past the counter (checkpoint_put, a data.mdb restored from a
+    newer copy, an older paralleltask) pushes the next seq past it."""
+    store = LMDBStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
+    for _ in range(3):
+        store.checkpoint_add("t", lambda seq: {"seq": seq, "values": "counted"})
+    store.checkpoint_put("t", {"seq": 10, "values": "put"})
+    store.flush()
+    added = store.checkpoint_add("t", lambda seq: {"seq": seq, "values": "after"})
+    store.flush()
+    assert added["seq"] == 11
+    assert store.checkpoint_get("t")["values"] == "after"
+    assert store.checkpoint_get("t", 10)["values"] == "put"

@@ -445,3 +445,93 @@ def test_open_refusals_and_unreadable_checkpoints_are_store_errors_not_value_err
     with pytest.raises(StoreError, match="thread 't' was refused unread") as refused:
         store.checkpoint_get("t")
     assert refused.value.path == str(path)
+
+
+# -- found in review: users who are not root, read-only caches, fork -------------------
+
+
+@task
+def plus_one(x):
+    return x + 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to another user: needs root")
+def test_a_user_who_is_not_root_can_checkpoint(monkeypatch):
+    """The counters' folder must be searchable by its owner (lmdb.open makes it 0600,
+    which only root can enter): a checkpointed invoke as uid 65534."""
+    monkeypatch.setenv("PARALLELTASK_STORE_KEY", "a key of this test")
+    base = tempfile.mkdtemp(prefix="user-store-")  # reachable by "nobody" (not under /root)
+    try:
+        os.chown(base, OTHER_UID, OTHER_UID)
+
+        def run_twice():
+            from paralleltask import InlineExecutor
+
+            store = LMDBStore(os.path.join(base, "store"))
+
+            @entrypoint(checkpointer=store, executor=InlineExecutor())
+            def main(x):
+                return plus_one(x).result()
+
+            config = {"configurable": {"thread_id": "t"}}
+            return [main.invoke(1, config), main.invoke(2, config)]
+
+        assert in_child(run_twice, uid=OTHER_UID) == ("ok", [2, 3])
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_read_only_store_answers_cache_hits_and_computes_misses(tmp_path, monkeypatch):
+    """A store baked into an image: a hit is answered, a miss is computed and returned
+    (not kept: a warning, once), never a failed call."""
+    path = tmp_path / "store"
+    cached = task(cache_policy=CachePolicy())(plus_one.func)
+
+    def job(store):
+        from paralleltask import InlineExecutor
+
+        @entrypoint(cache=store, executor=InlineExecutor())
+        def main(xs):
+            return [cached(x).result() for x in xs]
+
+        return main
+
+    assert job(LMDBStore(path)).invoke([1]) == [2]
+
+    def read_only_run():
+        import warnings
+
+        from paralleltask.stores import _lmdbopen
+
+        _lmdbopen.writable = lambda _path: False  # as a read-only mount would
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            store = LMDBStore(path)
+            values = [job(store).invoke([1, 5]), job(store).invoke([5])]
+        return (
+            values,
+            store.cache_get(b"never" * 6 + b"..") is MISS,
+            [str(w.message) for w in caught if "read-only" in str(w.message)],
+        )
+
+    kind, (values, missing, warned) = in_child(read_only_run)
+    assert kind == "ok" and values == [[2, 6], [6]] and missing
+    assert len(warned) == 1 and str(path) in warned[0]
+
+
+def test_a_forked_child_opens_the_store_its_parent_has_open(tmp_path):
+    store = LMDBStore(tmp_path / "store")
+    store.cache_put(b"k" * 32, "parent's", None)
+    store.checkpoint_add("t", lambda seq: {"seq": seq, "values": 1})
+    store.flush()
+
+    def in_the_child():
+        mine = LMDBStore(tmp_path / "store")
+        mine.cache_put(b"c" * 32, "child's", None)
+        record = mine.checkpoint_add("t", lambda seq: {"seq": seq, "values": 2})
+        mine.flush()
+        return mine.cache_get(b"k" * 32), record["seq"]
+
+    assert in_child(in_the_child) == ("ok", ("parent's", 1))
+    assert store.cache_get(b"c" * 32) == "child's"  # the parent's handle still works
+    assert store.checkpoint_get("t")["values"] == 2

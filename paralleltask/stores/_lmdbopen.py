@@ -216,6 +216,27 @@ _handles: dict[str, Handle] = {}
 _handles_lock = threading.Lock()
 
 
+def close_inherited(envs: list[lmdb.Environment]) -> None:
+    """In a forked child: close the environments inherited from the parent, before the
+    child opens its own (py-lmdb refuses a second open of one file in a process, and
+    LMDB forbids using an environment across ``fork()``). Safe for the parent: LMDB's
+    close clears only reader slots of the closing pid, and fcntl locks are the parent's
+    alone (a child inherits none)."""
+    for env in envs:
+        try:
+            env.close()
+        except Exception:  # pragma: no cover - nothing the child can do about it
+            pass
+
+
+def _forget_after_fork() -> None:
+    close_inherited([handle.env for handle in _handles.values()])
+    _handles.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def handle_of(path: str, map_size: int) -> Handle:
     """This process's handle on ``path`` (a fresh one after ``fork()``)."""
     handle = _handles.get(path)

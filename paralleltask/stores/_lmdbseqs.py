@@ -23,13 +23,22 @@ from typing import Any
 
 import lmdb
 
-from .base import commit_error
+from ..errors import StoreError
+from ._lmdbopen import close_inherited
 
 SEQ = struct.Struct(">Q")  # big-endian: a thread's checkpoints sort in order
 
 _SEQ_MAP_SIZE = 1 << 20
 _seq_envs: dict[str, tuple[int, lmdb.Environment, threading.Lock]] = {}
 _seq_envs_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    close_inherited([entry[1] for entry in _seq_envs.values()])
+    _seq_envs.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _seq_env(path: str) -> tuple[lmdb.Environment, threading.Lock]:
@@ -43,6 +52,7 @@ def _seq_env(path: str) -> tuple[lmdb.Environment, threading.Lock]:
                 folder = os.path.join(path, f"seqs-{boot}" if boot else "seqs")
                 if boot:
                     _drop_older_boots(path, folder)
+                _make_folder(folder)
                 env = lmdb.open(
                     folder,
                     map_size=_SEQ_MAP_SIZE,
@@ -57,6 +67,15 @@ def _seq_env(path: str) -> tuple[lmdb.Environment, threading.Lock]:
                 )
                 entry = _seq_envs[path] = (os.getpid(), env, threading.Lock())
     return entry[1], entry[2]
+
+
+def _make_folder(folder: str) -> None:
+    """The counters' folder, owner-only and searchable: ``lmdb.open`` would make it with
+    the files' mode (0600), which no one but root can enter."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    status = os.stat(folder)
+    if status.st_uid == os.geteuid() and status.st_mode & 0o700 != 0o700:
+        os.chmod(folder, 0o700)  # made 0600 by an earlier version: ours, so mend it
 
 
 def _boot_id() -> str | None:
@@ -101,20 +120,36 @@ def next_seq(path: str, prefix: bytes, last_committed: Callable[[bytes], int]) -
 
     def take(txn: Any) -> int:
         given = txn.get(prefix)
-        # Every record since this boot has a seq given out here; a thread new to this
-        # boot's counters starts past its committed records (waiting for a commit under
-        # way), if it has any.
-        last = SEQ.unpack(given)[0] if given is not None else last_committed(prefix)
+        # Past both the last seq given out this boot and the thread's last committed
+        # record (waiting for a commit under way): a record put without the counter
+        # (checkpoint_put, a data.mdb restored from a copy, an older paralleltask) must
+        # never be overwritten by a later one.
+        last = last_committed(prefix)
+        if given is not None:
+            last = max(last, SEQ.unpack(given)[0])
         seq = last + 1
         txn.put(prefix, SEQ.pack(seq))
         return seq
 
-    try:
-        return _seq_transaction(path, take)
-    except lmdb.Error as exc:
-        raise commit_error(path, 1, exc) from exc
+    return _counting(path, "numbering a checkpoint", lambda: _seq_transaction(path, take))
 
 
 def forget_seqs(path: str, prefix: bytes) -> None:
     """The thread was deleted: its numbering starts again (past what it has left)."""
-    _seq_transaction(path, lambda txn: txn.delete(prefix))
+    _counting(
+        path,
+        "forgetting a thread's numbering",
+        lambda: _seq_transaction(path, lambda txn: txn.delete(prefix)),
+    )
+
+
+def _counting(path: str, doing: str, action: Callable[[], Any]) -> Any:
+    """``action()``; an LMDB or OS error of the counters as a StoreError naming them."""
+    try:
+        return action()
+    except (lmdb.Error, OSError) as exc:
+        raise StoreError(
+            f"LMDB store {path}: {doing} failed in its counters folder (seqs-*): "
+            f"{type(exc).__name__}: {exc}",
+            path=path,
+        ) from exc

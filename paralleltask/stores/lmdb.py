@@ -25,6 +25,7 @@ import pickle
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +47,22 @@ _LAST_SEQ = SEQ.pack(2**64 - 1)
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
     with env.begin(db=db) as txn:
         return txn.get(key)
+
+
+_warned_read_only: set[str] = set()
+
+
+def _warn_read_only_cache(path: str) -> None:
+    """A read-only store (one baked into an image, say) still answers hits; what it
+    cannot keep is new entries: say so once per store, and compute the misses."""
+    if path not in _warned_read_only:
+        _warned_read_only.add(path)
+        warnings.warn(
+            f"LMDB store {path} is read-only: its cache entries are read, new ones are "
+            "not kept (checkpoint writes to it are refused with StoreError)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class LMDBStore(Store):
@@ -176,8 +193,11 @@ class LMDBStore(Store):
         on_commit: OnCommit = None,
     ) -> None:
         """Queue the entry for the writer thread (see :meth:`flush`); this process's
-        lookups see it at once (:meth:`_pending_cache`)."""
-        self._check_writable("caching a value")
+        lookups see it at once (:meth:`_pending_cache`). A read-only store keeps no new
+        entry (a warning, once): it is a cache, and the value is returned all the same."""
+        if self._handle().read_only:
+            _warn_read_only_cache(self.path)
+            return
         expiry = time.time() + ttl if ttl else 0.0
         blob = serde.dumps(value) if pickled is None else pickled
         data = _EXPIRY.pack(expiry) + seal(self._key, value, blob)
