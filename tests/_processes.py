@@ -3,8 +3,15 @@ modules that start scripts and workers (no test module imports another)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
+
+SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def alive(pid):
@@ -43,3 +50,43 @@ def wait_gone(pids, timeout=10):
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
     return [p for p in pids if alive(p)]
+
+
+@contextlib.contextmanager
+def sigint_not_ignored():
+    """Children get Ctrl-C as from a terminal: under a runner that started us in the
+    background (nohup, some CI), SIGINT is ignored and children would inherit that."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to default at exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def script(name, *args, tag=""):
+    """Start ``tests/scripts/<name>`` in a process group of its own (as a terminal's
+    foreground job); every process it starts inherits ``PT_TEST_TAG=tag``."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["PT_TEST_TAG"] = tag
+    with sigint_not_ignored():
+        return subprocess.Popen(
+            [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def finish(process, timeout=40):
+    """Wait for ``process``; kill its group if it hangs (the test then fails)."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"script hung:\n{out}\n{err}") from None

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,9 +38,8 @@ from paralleltask.stores import _lmdbseqs as lmdb_seqs
 from paralleltask.stores import _lmdbwriter as lmdb_writer
 from paralleltask.stores import lmdb as lmdb_store
 from paralleltask.stores.base import MISS
+from tests._processes import finish, script
 
-SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_WRITE = lmdb_store.LMDBStore._write_batch
 
 
@@ -326,27 +324,6 @@ def test_a_really_full_disk_is_a_store_error_in_every_durability(tiny_disk, wher
 # -- kill -9 after "sync": no resolved result is recomputed ----------------------------------
 
 
-def start_script(name, *args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen(
-        [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-
-
-def finish(process, timeout=60):
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"script hung:\n{out}\n{err}") from None
-
-
 def started(folder):
     return [int(name.split("-")[1]) for name in os.listdir(folder) if name.startswith("start-")]
 
@@ -357,19 +334,19 @@ def test_after_kill_9_under_sync_no_result_whose_future_resolved_is_recomputed(t
     run1.mkdir()
     run2.mkdir()
     n = 12
-    job = start_script("failing_disk_job.py", store, "t", "run", n, run1)
+    job = script("failing_disk_job.py", store, "t", "run", n, run1)
     deadline = time.monotonic() + 60
     while not (run1 / "looped").exists():
         if job.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"the job did not loop: {finish(job)}")
+            raise AssertionError(f"the job did not loop: {finish(job, timeout=60)}")
         time.sleep(0.01)
     os.killpg(job.pid, signal.SIGKILL)
-    finish(job)
+    finish(job, timeout=60)
     names = os.listdir(run1)
     resolved = {int(name.split("-")[1]) for name in names if name.startswith("resolved-")}
     assert 0 < len(resolved) < n  # every other commit failed: those calls did not resolve
-    resume = start_script("failing_disk_job.py", store, "t", "resume", n, run2)
-    out, err = finish(resume)
+    resume = script("failing_disk_job.py", store, "t", "resume", n, run2)
+    out, err = finish(resume, timeout=60)
     assert resume.returncode == 0, err
     assert json.loads(out)["result"] == [i * i + 1 for i in range(n)]
     rerun = set(started(run2))
@@ -430,7 +407,7 @@ def test_two_processes_200_runs_each_on_one_thread_keep_every_checkpoint(tmp_pat
     store = tmp_path / "store"
     LMDBStore(store)  # created before both open it
     runs = 200
-    jobs = [start_script("one_thread_runs.py", store, "shared", tag, runs) for tag in "ab"]
+    jobs = [script("one_thread_runs.py", store, "shared", tag, runs) for tag in "ab"]
     for job in jobs:
         out, err = finish(job, timeout=150)
         assert job.returncode == 0, err

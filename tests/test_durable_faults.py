@@ -24,7 +24,6 @@ import random
 import re
 import signal
 import struct
-import subprocess
 import sys
 import time
 import uuid
@@ -36,43 +35,15 @@ from paralleltask._checkpoint import OUTCOME, call_slot
 from paralleltask.errors import StoreError
 from paralleltask.stores._format import STAMP, TAG_SIZE, seal
 from paralleltask.stores.base import thread_key
-from tests.test_scripts import sigint_not_ignored, tagged_pids, wait_gone
+from tests._processes import finish, script, tagged_pids, wait_gone
 
 pytestmark = pytest.mark.slow
 
-SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 12  # calls per job (30 ms each)
 KILL_AT = 5  # executions recorded when the signal is sent
 WORKERS = 2  # durable_job.py runs on ProcessExecutor(max_workers=2)
 EXPECTED = [i * i + 1 for i in range(N)]
 _SEQ = struct.Struct(">Q")
-
-
-def script(name, *args, tag=""):
-    """Start ``tests/scripts/<name>`` in a process group of its own (as a terminal's
-    foreground job); every process it starts inherits ``PT_TEST_TAG=tag``."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env["PT_TEST_TAG"] = tag
-    with sigint_not_ignored():
-        return subprocess.Popen(
-            [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def finish(process, timeout=40):
-    """Wait for ``process``; kill its group if it hangs (the test then fails)."""
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"script hung:\n{out}\n{err}") from None
 
 
 def executions(folder):

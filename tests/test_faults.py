@@ -49,10 +49,7 @@ from paralleltask import (
     task,
 )
 from tests import _impls
-from tests._processes import alive, tagged_pids, wait_gone
-
-SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests._processes import alive, script, tagged_pids, wait_gone
 
 #: Seconds before the deadlock guard dumps every thread's traceback and exits.
 GUARD_SECONDS = 40
@@ -1348,19 +1345,6 @@ def test_async_entrypoint_body_past_its_timeout_fails_as_langgraphs(impl):
 
 
 # == 5. kill -9 of the parent ===========================================================
-
-
-def script(name, *args, tag):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env["PT_TEST_TAG"] = tag
-    return subprocess.Popen(
-        [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
 
 
 def wait_for_marks(folder, kinds, timeout=30):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -12,24 +11,12 @@ import uuid
 
 import pytest
 
+from tests._processes import sigint_not_ignored, tagged_pids, wait_gone
+
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def sigint_not_ignored():
-    """Children get Ctrl-C as from a terminal: under a runner that started us in the
-    background (nohup, some CI), SIGINT is ignored and children would inherit that."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to default at exec
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def python(script, *args, tag="", **kwargs):
@@ -48,22 +35,6 @@ def python(script, *args, tag="", **kwargs):
         )
 
 
-def alive(pid):
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def wait_for_pid_files(folder, count, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,28 +43,6 @@ def wait_for_pid_files(folder, count, timeout=30):
             return set(pids)
         time.sleep(0.05)
     raise AssertionError(f"workers did not start: {os.listdir(folder)}")
-
-
-def tagged_pids(tag):
-    """Pids of live processes whose environment carries ``PT_TEST_TAG=tag`` (Linux)."""
-    marker = f"PT_TEST_TAG={tag}".encode() + b"\0"
-    found = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if marker in f.read() and alive(int(name)):
-                        found.add(int(name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_gone(pids, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 def test_script_without_main_guard_runs_once():
