@@ -34,12 +34,11 @@ def mark_worker_process() -> None:
     made here cannot collide with the parent's (they name tasks in stream chunks)."""
     global _in_worker
     _in_worker = True
-    import itertools
     import os
 
-    from .executors import base
+    from . import _call
 
-    base._call_ids = itertools.count((os.getpid() << 40) + 1)
+    _call.number_calls_from((os.getpid() << 40) + 1)
 
 
 def in_worker() -> bool:

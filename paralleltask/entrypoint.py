@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from . import _context
 from ._body_threads import run_body
 from ._cache import as_cache_policy, entry_key, identity_prefix
+from ._call import raised_by_a_task
 from ._checkpoint import (
     BODY,
     Start,
@@ -42,7 +43,7 @@ from ._retry import as_policies, retry_delay
 from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
 from .errors import EmptyInputError, GraphInterrupt, InvalidUpdateError
-from .executors.base import Executor, raised_by_a_task
+from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
 from .run import Run, RunInfo

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import serde
 from ._cache import entry_key
+from ._call import AsyncCallItem, CallItem, DoneFuture, TaskFuture
 from ._timeout import sync_refused
-from .executors.base import AsyncCallItem, CallItem, DoneFuture, Executor, TaskFuture
+from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .stores.base import MISS, Ledger, Store
 from .stream import WORKER_MODES, Sink, task_id_of

@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 from .. import _context, serde
+from .._call import CANCELLED, CallItem
 from .._inject import injections
 from .._timeout import Progress, watched
 from ..errors import SerializationError
-from .base import CANCELLED, CallItem
 
 
 def arguments(call: CallItem, serializes: bool) -> tuple[tuple, dict]:

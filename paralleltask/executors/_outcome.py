@@ -10,13 +10,12 @@ import os
 import signal
 from typing import Any
 
-from .. import serde
+from .. import _call, serde
 from .._protocol import CANCELLED, NOT_LOADED, NOT_PICKLED, OK, RAISED
 from ..errors import SerializationError, WorkerCrashedError
-from . import base
 
 
-def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
+def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
     """A worker's ``(status, blob)`` as ``deliver`` takes it: ``(True, value)`` or
     ``(False, exception)``, with a SerializationError where the bytes will not load."""
     name = call.task.name
@@ -60,7 +59,7 @@ def decode_outcome(call: base.CallItem, status: int, blob: Any) -> tuple[bool, A
             task=name,
         )
     if status == CANCELLED:
-        return False, base.CANCELLED
+        return False, _call.CANCELLED
     raise AssertionError(f"unknown outcome status {status}")
 
 
@@ -81,7 +80,7 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def crash_error(call: base.CallItem, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
+def crash_error(call: _call.CallItem, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
     return WorkerCrashedError(
         f"Task {call.task.name!r}: the worker process running it (pid {pid}) died "
         f"with {describe_exit(exitcode)}. Likely causes: a segmentation fault in native "

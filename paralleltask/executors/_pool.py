@@ -60,6 +60,7 @@ from multiprocessing.connection import Pipe
 from loky.backend.context import get_context
 
 from .. import _nested, serde
+from .._call import CANCELLED, CallItem
 from .._protocol import (
     ANSWER,
     ASK,
@@ -77,7 +78,7 @@ from .._protocol import (
 )
 from ..stream import hold_wakeups, release_wakeups, wake_held
 from ..worker import worker_main
-from . import _exit, base
+from . import _exit
 from ._boot import BootRecord
 from ._known import FUNCTIONS_KEPT, KnownFunctions
 from ._outcome import crash_error, decode_outcome, describe_exit, kill, worker_environment
@@ -122,8 +123,8 @@ class _WorkerHandle:
         self.process = process
         self.conn = conn
         self.send_lock = threading.Lock()
-        self.sync_calls: collections.deque[base.CallItem] = collections.deque()
-        self.async_calls: dict[int, base.CallItem] = {}
+        self.sync_calls: collections.deque[CallItem] = collections.deque()
+        self.async_calls: dict[int, CallItem] = {}
         self.known_functions = KnownFunctions()
         self.booted = False
         self.boot_error: str | None = None  # its BOOT_FAILED traceback
@@ -184,11 +185,11 @@ class WorkerPool(TimersMixin):
         self._booted = threading.Condition(self._lock)
         self._workers: list[_WorkerHandle] = []
         self._idle: list[_WorkerHandle] = []
-        self._pending: collections.deque[base.CallItem] = collections.deque()
+        self._pending: collections.deque[CallItem] = collections.deque()
         # Suspects of a crash that could not be pinned on one call: each runs again
         # alone on a worker; the one that crashes alone is the culprit.
-        self._quarantine: collections.deque[base.CallItem] = collections.deque()
-        self._running: dict[int, tuple[base.CallItem, _WorkerHandle]] = {}
+        self._quarantine: collections.deque[CallItem] = collections.deque()
+        self._running: dict[int, tuple[CallItem, _WorkerHandle]] = {}
         self._booting = 0
         # Early deaths and failed starts in a row (see _boot.py); ``_stalled``: the pool
         # gave up starting workers, until the next call or start() tries again.
@@ -332,7 +333,7 @@ class WorkerPool(TimersMixin):
             self._shut_workers = list(self._workers)
             workers, self._workers = self._workers, []
         for call in abandoned:
-            call.deliver(False, base.CANCELLED)
+            call.deliver(False, CANCELLED)
         for worker in busy:  # only when not waiting: their calls were just cancelled
             kill(worker.process)
         stop = pickle.dumps((STOP,))
@@ -348,7 +349,7 @@ class WorkerPool(TimersMixin):
 
     # -- calls in -------------------------------------------------------------------
 
-    def submit(self, call: base.CallItem) -> None:
+    def submit(self, call: CallItem) -> None:
         started: list = []
         message = None
         with self._lock:
@@ -388,7 +389,7 @@ class WorkerPool(TimersMixin):
         known = worker.known_functions
         for call in calls:
             if not call.claim():  # cancelled while it waited: say so (its run may wait)
-                call.deliver(False, base.CANCELLED)
+                call.deliver(False, CANCELLED)
                 continue
             task = call.task
             if task.task_id in known:  # (KnownFunctions.need, inlined: the hot path)
@@ -484,7 +485,7 @@ class WorkerPool(TimersMixin):
         else:
             self._run_times[task_id] = mean + 0.2 * (seconds - mean)
 
-    def cancel(self, call: base.CallItem) -> None:
+    def cancel(self, call: CallItem) -> None:
         """A caller cancelled ``call``: one still pending is skipped when its turn comes;
         one sent to a worker is skipped there if not started, or cancelled if async."""
         with self._lock:
@@ -493,11 +494,11 @@ class WorkerPool(TimersMixin):
                 worker = entry[1]
                 worker.send_lock.acquire()
         if entry is None:  # not sent (or done): nothing runs, say so
-            call.deliver(False, base.CANCELLED)
+            call.deliver(False, CANCELLED)
             return
         worker.send_locked(pickle.dumps((CANCEL, call.call_id)))
 
-    def stop(self, calls: list[base.CallItem]) -> None:
+    def stop(self, calls: list[CallItem]) -> None:
         """Stop ``calls`` now (Ctrl-C): skip the queued, kill the workers running sync ones.
 
         Other calls a killed worker held are innocent: they are queued again when the
@@ -517,7 +518,7 @@ class WorkerPool(TimersMixin):
                 else:
                     cancels.append((worker, call.call_id))
         for call in calls:
-            call.deliver(False, base.CANCELLED)
+            call.deliver(False, CANCELLED)
         for worker, call_id in cancels:
             worker.send(pickle.dumps((CANCEL, call_id)))
         for worker in doomed:
@@ -701,7 +702,7 @@ class WorkerPool(TimersMixin):
         self._receive_all(worker)  # outcomes (and READY) it sent before dying still count
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
-        failed: list[tuple[base.CallItem, Exception]] = []
+        failed: list[tuple[CallItem, Exception]] = []
         with self._lock:
             if worker not in self._workers:
                 return  # shut down meanwhile
@@ -716,7 +717,7 @@ class WorkerPool(TimersMixin):
             for call in (*held, *running_async):
                 del self._running[call.call_id]
                 self._timers.pop(call.call_id, None)  # a re-queued call gets a new one
-            innocent_async: list[base.CallItem] = []
+            innocent_async: list[CallItem] = []
             if worker.killed or not worker.booted:
                 # Killed by us (stop, timeout): what it held besides is innocent. Dead
                 # before READY: it had started nothing (it reads calls only after READY).

@@ -13,9 +13,9 @@ import heapq
 import pickle
 import time
 
+from .._call import CallItem
 from .._protocol import CANCEL
 from .._timeout import next_check, timeout_error
-from . import base
 from ._outcome import kill
 
 #: How long a timed-out async call may take to stop after its CANCEL before its worker
@@ -23,7 +23,7 @@ from ._outcome import kill
 UNWIND_GRACE = 1.0
 
 
-def remove_sync_call(worker, call: base.CallItem) -> None:
+def remove_sync_call(worker, call: CallItem) -> None:
     # Outcomes come back in the order the worker ran the calls: almost always the head.
     if worker.sync_calls and worker.sync_calls[0] is call:
         worker.sync_calls.popleft()

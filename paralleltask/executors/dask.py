@@ -15,11 +15,12 @@ import uuid
 from typing import Any
 
 from .. import serde
+from .._call import CANCELLED, CallItem
 from .._protocol import OK
 from ..errors import WorkerCrashedError
 from ._dask_call import run_call
 from ._pool import decode_outcome
-from .base import CANCELLED, CallItem, Executor
+from .base import Executor
 from .process import check_picklable
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from .._call import CallItem
 from . import _local
-from .base import CallItem, Executor
+from .base import Executor
 
 
 class InlineExecutor(Executor):

@@ -12,10 +12,11 @@ from typing import Any
 import loky
 
 from .. import _context
+from .._call import CallItem
 from ..errors import SerializationError
 from ._limits import as_max_memory, as_max_tasks
 from ._pool import WorkerPool, worker_environment
-from .base import CallItem, Executor
+from .base import Executor
 
 _pools: dict[Any, WorkerPool] = {}
 _pools_lock = threading.Lock()

@@ -6,8 +6,9 @@ import asyncio
 import concurrent.futures as cf
 import threading
 
+from .._call import CallItem
 from . import _local
-from .base import CallItem, Executor
+from .base import Executor
 
 
 class ThreadExecutor(Executor):
