@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import lmdb
@@ -272,3 +273,19 @@ def _open(path: str, map_size: int) -> tuple[lmdb.Environment, bool]:
             path=path,
         ) from exc
     return env, read_only
+
+
+_warned_read_only: set[str] = set()
+
+
+def warn_read_only_cache(path: str) -> None:
+    """A read-only store (one baked into an image, say) still answers hits; what it
+    cannot keep is new entries: say so once per store, and compute the misses."""
+    if path not in _warned_read_only:
+        _warned_read_only.add(path)
+        warnings.warn(
+            f"LMDB store {path} is read-only: its cache entries are read, new ones are "
+            "not kept (checkpoint writes to it are refused with StoreError)",
+            RuntimeWarning,
+            stacklevel=3,
+        )

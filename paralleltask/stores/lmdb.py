@@ -25,7 +25,6 @@ import pickle
 import struct
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,7 +33,7 @@ import lmdb
 from .. import serde
 from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
-from ._lmdbopen import Handle, handle_of, lmdb_failure, store_path
+from ._lmdbopen import Handle, handle_of, lmdb_failure, store_path, warn_read_only_cache
 from ._lmdbseqs import SEQ, forget_seqs, next_seq
 from ._lmdbwriter import Writer, pending_entries
 from .base import MISS, OnCommit, Store, thread_key
@@ -47,22 +46,6 @@ _LAST_SEQ = SEQ.pack(2**64 - 1)
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
     with env.begin(db=db) as txn:
         return txn.get(key)
-
-
-_warned_read_only: set[str] = set()
-
-
-def _warn_read_only_cache(path: str) -> None:
-    """A read-only store (one baked into an image, say) still answers hits; what it
-    cannot keep is new entries: say so once per store, and compute the misses."""
-    if path not in _warned_read_only:
-        _warned_read_only.add(path)
-        warnings.warn(
-            f"LMDB store {path} is read-only: its cache entries are read, new ones are "
-            "not kept (checkpoint writes to it are refused with StoreError)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 class LMDBStore(Store):
@@ -196,7 +179,7 @@ class LMDBStore(Store):
         lookups see it at once (:meth:`_pending_cache`). A read-only store keeps no new
         entry (a warning, once): it is a cache, and the value is returned all the same."""
         if self._handle().read_only:
-            _warn_read_only_cache(self.path)
+            warn_read_only_cache(self.path)
             return
         expiry = time.time() + ttl if ttl else 0.0
         blob = serde.dumps(value) if pickled is None else pickled
