@@ -48,6 +48,17 @@ def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
         return txn.get(key)
 
 
+def _pending_value(pending: dict, key: bytes) -> Any:
+    """The value of a cache entry this process queued and its writer has not committed
+    yet, or MISS: so a call cached twice in a row runs once, as with MemoryStore and
+    LangGraph. ``pending`` is the writer's dict (no getpid() on the hit path: a forked
+    child's is emptied at fork)."""
+    entry = pending.get(key)  # a dict read is atomic; no lock on the hit path
+    if entry is None or (entry[0] and entry[0] <= time.time()):
+        return MISS
+    return pickle.loads(entry[1])  # a copy, as a committed entry's read is
+
+
 class LMDBStore(Store):
     """A store in the LMDB environment at ``path`` (a folder, created owner-only).
 
@@ -136,10 +147,11 @@ class LMDBStore(Store):
     # -- the cache --------------------------------------------------------------------
 
     def cache_get(self, key: bytes) -> Any:
-        if pending_entries.get(self.path):  # this process's puts, not yet committed
-            pending = self._pending_cache(key)
-            if pending is not MISS:
-                return pending
+        pending = pending_entries.get(self.path)  # this process's puts, not yet committed
+        if pending:
+            value = _pending_value(pending, key)
+            if value is not MISS:
+                return value
         handle = self._handle()
         with handle.lock:
             db = handle.dbs.get(b"cache") or self._read_db(handle, b"cache")
@@ -176,27 +188,16 @@ class LMDBStore(Store):
         on_commit: OnCommit = None,
     ) -> None:
         """Queue the entry for the writer thread (see :meth:`flush`); this process's
-        lookups see it at once (:meth:`_pending_cache`). A read-only store keeps no new
+        lookups see it at once (:func:`_pending_value`). A read-only store keeps no new
         entry (a warning, once): it is a cache, and the value is returned all the same."""
-        if self._handle().read_only:
+        handle = self._handle()
+        if handle.read_only:
             warn_read_only_cache(self.path)
             return
         expiry = time.time() + ttl if ttl else 0.0
         blob = serde.dumps(value) if pickled is None else pickled
         data = _EXPIRY.pack(expiry) + seal(self._key, value, blob)
-        self._writer(self._handle()).put_cache(key, data, expiry, blob, on_commit)
-
-    def _pending_cache(self, key: bytes) -> Any:
-        """The value of a cache entry this process queued and the writer has not
-        committed yet, or MISS: so a call cached twice in a row runs once, as with
-        MemoryStore and LangGraph. One dict lookup when nothing is pending."""
-        cached = pending_entries.get(self.path)  # no getpid() on the hit path: see there
-        if cached is None:
-            return MISS
-        entry = cached.get(key)  # a dict read is atomic; no lock on the hit path
-        if entry is None or (entry[0] and entry[0] <= time.time()):
-            return MISS
-        return pickle.loads(entry[1])  # a copy, as a committed entry's read is
+        self._writer(handle).put_cache(key, data, expiry, blob, on_commit)
 
     def _writer(self, handle: Handle) -> Writer:
         if handle.writer is None:
