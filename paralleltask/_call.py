@@ -50,7 +50,6 @@ class CallItem:
         "in_backoff",
         "loop",
         "payload",
-        "pickled_result",
         "run",
         "scratch",
         "settled",
@@ -81,7 +80,6 @@ class CallItem:
         self.first_attempt_time: float | None = None  # time.time() of its first attempt
         self.in_backoff = False  # failed; its next attempt waits for a timer
         self.cache_key: bytes | None = None  # where a success is kept, if cached
-        self.pickled_result: bytes | None = None  # a worker's result bytes, for the cache
         self.slot: bytes | None = None  # where a checkpointed run keeps the outcome
         self.settled = False  # the executor reported after the caller cancelled
         self.scratch: Any = None  # the call's answers to interrupt(), when checkpointed
@@ -102,54 +100,78 @@ class CallItem:
             self.first_attempt_time = time.time()
         return self.failures + 1, self.first_attempt_time
 
-    def deliver(self, ok: bool, value: Any) -> None:
-        """An attempt ended: retry it if a policy says so, else report it to the run's
-        stream and resolve the caller's future with a result (``ok``) or an exception.
+    def deliver(self, ok: bool, value: Any, result_bytes: bytes | None = None) -> None:
+        """An attempt ended with a result (``ok``) or an exception: decide what that
+        means, in this order: a call the caller cancelled is settled; a failure a retry
+        policy accepts is tried again; a success is kept in the cache; the outcome is
+        kept in the run's checkpoint; then it is streamed and the caller's future
+        resolved. ``result_bytes``, when the executor has them, are the value pickled
+        (a worker's): the cache and the checkpoint store them as they are.
 
         Never raises: what fails on the way (a store that cannot record the result, a
         broken stream) becomes the call's error, so no future is left unresolved; an
         error from the caller's own done-callback is printed, as a thread prints it.
         """
         try:
-            self._deliver(ok, value)
+            if self.future.done():  # cancelled by the caller, or stopped with its run
+                self._settle_cancelled(ok, value)
+            elif not ok and self._retried_after(value):
+                return
+            else:
+                if ok and self.cache_key is not None:
+                    self._keep_in_cache(value, result_bytes)
+                if self.slot is None or value is CANCELLED:
+                    self._finish(ok, value)
+                elif not self._keep_in_checkpoint(ok, value, result_bytes):
+                    self._finish(ok, value)
+                # else durability="sync": the future resolves once the outcome is stored
         except BaseException as error:
             if self.future.done():
                 traceback.print_exc()
             else:
                 self.resolve(False, error)
 
-    def _deliver(self, ok: bool, value: Any) -> None:
+    def _settle_cancelled(self, ok: bool, value: Any) -> None:
+        """The executor reported on a call whose future is already cancelled."""
+        self.settled = True
         run = self.run
-        if self.future.done():  # cancelled by the caller, or stopped with its run
-            self.settled = True
-            if run is not None:
-                if self.started and value is not CANCELLED and run.sink is not None:
-                    run.sink.call_finished(self, ok, value)  # it ran: LangGraph streams it
-                run.cancel_settled(self)
-            self._release()
-            return
-        if not ok and value is not CANCELLED and run is not None and not _pauses(value):
-            if not isinstance(value, Exception):
-                mark_raised_by_a_task(value)  # SystemExit & co.: a task's, not a Ctrl-C
-            elif self._retried(value):
-                return
-            if isinstance(value, Exception) and hasattr(value, "add_note"):  # as LangGraph
-                task_id = call_task_id(self)
-                value.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
-        if ok and self.cache_key is not None:
-            ttl = self.task.cache_policy.ttl
-            if run.ledger is None:  # a worker's run: the parent stores what it tells
-                run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result)
-            else:  # a failed put is the run's error at its end, never silent
-                watch = run.ledger.watch(("cache", self.task.name))
-                run.cache.cache_put(self.cache_key, value, ttl, self.pickled_result, watch)
-        if self.slot is not None and value is not CANCELLED:
-            finish_later = functools.partial(_committed, self, ok, value)
-            if run.thread.call_finished(
-                self.slot, self.task.name, ok, value, self.pickled_result, finish_later
-            ):
-                return  # durability="sync": the future resolves once the result is stored
-        self._finish(ok, value)
+        if run is not None:
+            if self.started and value is not CANCELLED and run.sink is not None:
+                run.sink.call_finished(self, ok, value)  # it ran: LangGraph streams it
+            run.cancel_settled(self)
+        self._release()
+
+    def _retried_after(self, error: BaseException) -> bool:
+        """A failed attempt: True if another one is scheduled. Marks what is not
+        retried, as LangGraph notes a task's error (an interrupt is neither)."""
+        if error is CANCELLED or self.run is None or _pauses(error):
+            return False
+        if not isinstance(error, Exception):
+            mark_raised_by_a_task(error)  # SystemExit & co.: a task's, not a Ctrl-C
+            return False
+        if self._retried(error):
+            return True
+        if hasattr(error, "add_note"):  # as LangGraph
+            task_id = call_task_id(self)
+            error.add_note(f"During task with name '{self.task.name}' and id '{task_id}'")
+        return False
+
+    def _keep_in_cache(self, value: Any, result_bytes: bytes | None) -> None:
+        run = self.run
+        ttl = self.task.cache_policy.ttl
+        if run.ledger is None:  # a worker's run: the parent stores what it tells
+            run.cache.cache_put(self.cache_key, value, ttl, result_bytes)
+        else:  # a failed put is the run's error at its end, never silent
+            watch = run.ledger.watch(("cache", self.task.name))
+            run.cache.cache_put(self.cache_key, value, ttl, result_bytes, watch)
+
+    def _keep_in_checkpoint(self, ok: bool, value: Any, result_bytes: bytes | None) -> bool:
+        """Record the outcome in the run's checkpoint; True if the future must wait for
+        the commit (``durability="sync"``: :func:`_committed` resolves it)."""
+        finish_later = functools.partial(_committed, self, ok, value)
+        return self.run.thread.call_finished(
+            self.slot, self.task.name, ok, value, result_bytes, finish_later
+        )
 
     def _finish(self, ok: bool, value: Any) -> None:
         run = self.run
@@ -185,11 +207,9 @@ class CallItem:
 
     def _release(self) -> None:
         """The outcome is final: drop what only the way there needed, so that the value
-        is held by the future alone and freed with it. The result's bytes went to the
-        cache and the checkpoint already; the future's link back to this call (kept for
-        ``cancel()``) would otherwise make a cycle that only the cycle collector frees,
-        holding a large result (and its bytes) for as long as that takes."""
-        self.pickled_result = None
+        is held by the future alone and freed with it. The future's link back to this
+        call (kept for ``cancel()``) would otherwise make a cycle that only the cycle
+        collector frees, holding a large result for as long as that takes."""
         if isinstance(self.future, TaskFuture):
             self.future.call = None
 

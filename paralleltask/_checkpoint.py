@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
-from ._interrupt import NO_ANSWER, Scratch
+from ._scratch import NO_ANSWER, Scratch
 from ._nested import NestedSlots
 from .errors import EmptyInputError, StoreError
 from .stores.base import MISS, Ledger, OnCommit, Store

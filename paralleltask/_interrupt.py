@@ -1,45 +1,20 @@
 """``interrupt(value)``: pause the run for a human's answer, LangGraph's way.
 
-Each task call (and the entrypoint body) has a :class:`Scratch`: the answers it has
-been given so far, in the order its ``interrupt()`` calls asked. The n-th ``interrupt()``
+Each task call (and the entrypoint body) has a :class:`~paralleltask._scratch.Scratch`:
+the answers it has been given so far, in the order its ``interrupt()`` calls asked. The n-th ``interrupt()``
 of a call returns the n-th answer if there is one; otherwise the call stops with
 :class:`GraphInterrupt`, the run ends, and ``invoke(Command(resume=...))`` runs it again
-with one more answer. A scratch is plain data, so it travels with a call to a worker.
+with one more answer.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from . import _context
+from ._scratch import NO_ANSWER
 from .errors import GraphInterrupt
 from .types import Interrupt
-
-NO_ANSWER = object()
-
-
-class Scratch:
-    """One call's answers to ``interrupt()``, and how many of them it asked for so far.
-
-    ``ns`` names the call within its thread and checkpoint: interrupt ids derive from
-    it. ``taker``, in the parent only, hands out an answer not yet tied to a call
-    (``Command(resume=value)``) and records it.
-    """
-
-    __slots__ = ("answers", "asked", "ns", "taker")
-
-    def __init__(self, ns: str, answers: list | None = None, taker: Any = None) -> None:
-        self.ns = ns
-        self.answers = list(answers or ())
-        self.asked = 0
-        self.taker = taker
-
-    def interrupt_id(self, answered: int) -> str:
-        return hashlib.sha256(f"{self.ns}|{answered}".encode()).hexdigest()[:32]
-
-    def __reduce__(self):
-        return Scratch, (self.ns, self.answers)
 
 
 def interrupt(value: Any, *, response_schema: Any = None) -> Any:

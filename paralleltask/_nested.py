@@ -20,7 +20,7 @@ from . import serde
 from .stores.base import MISS
 
 if TYPE_CHECKING:
-    from ._interrupt import Scratch
+    from ._scratch import Scratch
 
 _SLOT = struct.Struct(">I")
 

@@ -29,7 +29,7 @@ from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_o
 
 if TYPE_CHECKING:
     from ._checkpoint import ThreadRun
-    from ._interrupt import Scratch
+    from ._scratch import Scratch
     from .task import TaskFunction
 
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"

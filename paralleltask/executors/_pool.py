@@ -692,9 +692,8 @@ class WorkerPool(TimersMixin):
         if stop:  # after its last DONE: it exits, and the dispatcher sees it go
             worker.send(pickle.dumps((STOP,)))
         for call, status, blob in finished:
-            if status == OK:
-                call.pickled_result = blob  # cache and checkpoint store these bytes as they are
-            call.deliver(*decode_outcome(call, status, blob))
+            ok, value = decode_outcome(call, status, blob)
+            call.deliver(ok, value, blob if status == OK else None)
 
     def _on_worker_exit(self, worker: _WorkerHandle) -> None:
         """A worker process ended: settle what it held, replace it (now, after a

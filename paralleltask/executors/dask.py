@@ -125,9 +125,8 @@ class DaskExecutor(Executor):
             return
         if status == "finished":
             code, blob = future.result()
-            if code == OK:
-                call.pickled_result = blob
-            call.deliver(*decode_outcome(call, code, blob))
+            ok, value = decode_outcome(call, code, blob)
+            call.deliver(ok, value, blob if code == OK else None)
         else:
             call.deliver(False, _dask_error(call, future.exception()))
 
