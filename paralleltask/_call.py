@@ -120,9 +120,11 @@ class CallItem:
             else:
                 if ok and self.cache_key is not None:
                     self._keep_in_cache(value, result_bytes)
-                if self.slot is None or value is CANCELLED:
-                    self._finish(ok, value)
-                elif not self._keep_in_checkpoint(ok, value, result_bytes):
+                if (
+                    self.slot is None
+                    or value is CANCELLED
+                    or not self._keep_in_checkpoint(ok, value, result_bytes)
+                ):
                     self._finish(ok, value)
                 # else durability="sync": the future resolves once the outcome is stored
         except BaseException as error:

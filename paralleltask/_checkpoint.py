@@ -29,8 +29,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
-from ._scratch import NO_ANSWER, Scratch
 from ._nested import NestedSlots
+from ._scratch import NO_ANSWER, Scratch
 from .errors import EmptyInputError, StoreError
 from .stores.base import MISS, Ledger, OnCommit, Store
 from .stream import interrupt_dicts

@@ -1,10 +1,10 @@
 """``interrupt(value)``: pause the run for a human's answer, LangGraph's way.
 
 Each task call (and the entrypoint body) has a :class:`~paralleltask._scratch.Scratch`:
-the answers it has been given so far, in the order its ``interrupt()`` calls asked. The n-th ``interrupt()``
-of a call returns the n-th answer if there is one; otherwise the call stops with
-:class:`GraphInterrupt`, the run ends, and ``invoke(Command(resume=...))`` runs it again
-with one more answer.
+the answers it has been given so far, in the order its ``interrupt()`` calls asked.
+The n-th ``interrupt()`` of a call returns the n-th answer if there is one; otherwise
+the call stops with :class:`GraphInterrupt`, the run ends, and
+``invoke(Command(resume=...))`` runs it again with one more answer.
 """
 
 from __future__ import annotations

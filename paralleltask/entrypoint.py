@@ -38,8 +38,8 @@ from ._checkpoint import (
 )
 from ._compat import drop_inert_run_options, refuse_unknown, renamed
 from ._inject import injected_parameters, injections
-from ._scratch import Scratch
 from ._retry import as_policies, retry_delay
+from ._scratch import Scratch
 from ._timeout import Progress, as_timeout_policy, sync_refused, watched
 from ._unsupported import refuse
 from .errors import EmptyInputError, GraphInterrupt, InvalidUpdateError
