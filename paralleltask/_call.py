@@ -1,10 +1,12 @@
 """A task call on its way out and its outcome on the way back: the run's side.
 
 A run turns each task call into a :class:`CallItem` (its task, its pickled arguments
-and the future the caller holds) and hands it to an executor
-(``executors/base.py``). The executor runs it somewhere and reports back exactly once
+and the future the caller holds) and hands it to an executor, which sees it as an
+``executors.base.Call``. The executor runs it somewhere and reports back exactly once
 through :meth:`CallItem.deliver`, from any thread; what the outcome means (retry, cache,
-checkpoint, stream, resolve the future) is decided here, never in an executor.
+checkpoint, stream, resolve the future) is decided here, never in an executor. A call
+knows its run through :class:`CallOwner`, what it needs of one, so this module sits
+below ``run.py``.
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ import itertools
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._retry import retry_delay
 from .errors import GraphInterrupt, StoreError
-from .stream import call_task_id
+from .executors.base import CANCELLED, CalledTask, Executor
+from .stores.base import Ledger
+from .stream import Sink, call_task_id
 
-if TYPE_CHECKING:
-    from .executors.base import Executor
-    from .run import Run
-    from .task import TaskFunction
+
+class CallOwner(Protocol):
+    """What a call's outcome needs of the run that made it (``run.Run`` is one)."""
+
+    sink: Sink | None  # the run's stream, if it streams
+    cache: Any  # where cached tasks keep their results (a Store), or None
+    ledger: Ledger | None  # the run's failed puts; None in a worker's run
+    thread: Any  # the run's checkpoints (``_checkpoint.ThreadRun``), or None
+    info: Any  # ``run.RunInfo``: the run's retry policies among others
+
+    def cancel_settled(self, call: CallItem) -> None: ...
+
 
 _call_ids = itertools.count(1)
 
@@ -60,12 +72,12 @@ class CallItem:
 
     def __init__(
         self,
-        task: TaskFunction,
+        task: CalledTask,
         payload: Any,
         future: Any,
         executor: Executor,
         loop: asyncio.AbstractEventLoop | None = None,
-        run: Run | None = None,
+        run: CallOwner | None = None,
     ):
         self.call_id = next(_call_ids)
         self.task = task
@@ -250,10 +262,6 @@ def raised_by_a_task(error: BaseException) -> bool:
 def _pauses(error: BaseException) -> bool:
     """An ``interrupt()``: neither retried nor noted as a failure (LangGraph's rule)."""
     return isinstance(error, GraphInterrupt)
-
-
-#: Delivered as the exception of a call that was cancelled after it started.
-CANCELLED = cf.CancelledError("the task call was cancelled")
 
 
 def _cancel_future(future: Any) -> None:

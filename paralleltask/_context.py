@@ -8,9 +8,12 @@ then work on paralleltask's run, and LangGraph functions that need LangGraph's e
 
 from __future__ import annotations
 
+import os
 import sys
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
+
+from ._call import number_calls_from
 
 if TYPE_CHECKING:
     from .run import Run
@@ -34,11 +37,7 @@ def mark_worker_process() -> None:
     made here cannot collide with the parent's (they name tasks in stream chunks)."""
     global _in_worker
     _in_worker = True
-    import os
-
-    from . import _call
-
-    _call.number_calls_from((os.getpid() << 40) + 1)
+    number_calls_from((os.getpid() << 40) + 1)
 
 
 def in_worker() -> bool:

@@ -21,8 +21,7 @@ from . import serde
 from ._cache import entry_key
 from ._call import AsyncCallItem, CallItem, DoneFuture, TaskFuture
 from ._timeout import sync_refused
-from .executors.base import Executor
-from .executors.inline import InlineExecutor
+from .executors.base import CalledTask, Executor
 from .stores.base import MISS, Ledger, Store
 from .stream import WORKER_MODES, Sink, task_id_of
 from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
@@ -30,7 +29,6 @@ from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_o
 if TYPE_CHECKING:
     from ._checkpoint import ThreadRun
     from ._scratch import Scratch
-    from .task import TaskFunction
 
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
 
@@ -143,16 +141,18 @@ class Run:
         # cancelled, still running: an asyncio future in an async run, else a cf.Future
         self._cancelling: dict[CallItem, Any] = {}
 
-    def nested(self, call: CallItem, loop: asyncio.AbstractEventLoop | None = None) -> Run:
-        """The run of task calls made inside ``call`` (a running call of this run):
-        inline, where that call runs (no pool is ever started in a worker, and a pool
-        thread never waits on its own pool), with the same info, sink and cache; its
-        calls have checkpoint slots under ``call``'s."""
+    def nested(
+        self, call: CallItem, executor: Executor, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Run:
+        """The run of task calls made inside ``call`` (a running call of this run) on
+        ``executor`` (inline, where that call runs: no pool is ever started in a worker,
+        and a pool thread never waits on its own pool), with the same info, sink and
+        cache; its calls have checkpoint slots under ``call``'s."""
         thread = None
         if self.thread is not None and call.slot is not None:
             thread = self.thread.nested(call.slot)
         run = Run(
-            InlineExecutor(),
+            executor,
             loop,
             info=self.info,
             sink=self.sink,
@@ -210,7 +210,7 @@ class Run:
             node_first_attempt_time=self.first_attempt_time,
         )
 
-    def call(self, task: TaskFunction, args: tuple, kwargs: dict) -> Any:
+    def call(self, task: CalledTask, args: tuple, kwargs: dict) -> Any:
         """Schedule one call of ``task`` and return its future."""
         if task.is_async and self.task_loop is None:
             raise RuntimeError(ASYNC_IN_SYNC_MESSAGE)
@@ -257,12 +257,12 @@ class Run:
             raise
         return future
 
-    def _check_stoppable(self, task: TaskFunction) -> None:
+    def _check_stoppable(self, task: CalledTask) -> None:
         if not self.executor.can_stop_sync_code:
             executor = type(self.executor).__name__
             raise sync_refused(task.name, "Task", f"Here it would run on {executor}")
 
-    def _cached(self, task: TaskFunction, value: Any, args: tuple, kwargs: dict) -> Any:
+    def _cached(self, task: CalledTask, value: Any, args: tuple, kwargs: dict) -> Any:
         """A cache hit: answered here, no worker involved; streamed as LangGraph marks it."""
         if self.sink is not None:
             self.sink.emit("updates", {task.name: value, "__metadata__": {"cached": True}})

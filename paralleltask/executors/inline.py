@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .._call import CallItem
-from . import _local
-from .base import Executor
+from .. import _execute
+from .base import Call, Executor
 
 
 class InlineExecutor(Executor):
@@ -24,22 +23,22 @@ class InlineExecutor(Executor):
         self.serializes = serialize
         self._async_tasks: dict[int, asyncio.Task] = {}
 
-    def submit(self, call: CallItem) -> None:
+    def submit(self, call: Call) -> None:
         if call.task.is_async:
-            task = _local.start_async(call, self.serializes)
+            task = _execute.start_async(call, self.serializes, InlineExecutor())
             self._async_tasks[call.call_id] = task
             task.add_done_callback(lambda _t, cid=call.call_id: self._async_tasks.pop(cid, None))
         elif call.claim():
-            _local.run_sync(call, self.serializes)
+            _execute.run_sync(call, self.serializes, InlineExecutor())
 
-    def retry_later(self, call: CallItem, delay: float) -> None:
+    def retry_later(self, call: Call, delay: float) -> None:
         if call.task.is_async:
             super().retry_later(call, delay)  # never sleep on the run's loop
         else:  # inline means in the caller's thread: wait here, as LangGraph does
             time.sleep(delay)
             self._resubmit(call)
 
-    def cancel(self, call: CallItem) -> None:
+    def cancel(self, call: Call) -> None:
         task = self._async_tasks.get(call.call_id)
         if task is not None:
             task.cancel()

@@ -6,9 +6,9 @@ import asyncio
 import concurrent.futures as cf
 import threading
 
-from .._call import CallItem
-from . import _local
-from .base import Executor
+from .. import _execute
+from .base import Call, Executor
+from .inline import InlineExecutor
 
 
 class ThreadExecutor(Executor):
@@ -47,20 +47,20 @@ class ThreadExecutor(Executor):
                 pool = self._pool
         return pool
 
-    def submit(self, call: CallItem) -> None:
+    def submit(self, call: Call) -> None:
         if call.task.is_async:
-            task = _local.start_async(call, self.serializes)
+            task = _execute.start_async(call, self.serializes, InlineExecutor())
             self._async_tasks[call.call_id] = task
             task.add_done_callback(lambda _t, cid=call.call_id: self._async_tasks.pop(cid, None))
             return
         self._queued[call.call_id] = self._threads().submit(self._run, call)
 
-    def _run(self, call: CallItem) -> None:
+    def _run(self, call: Call) -> None:
         self._queued.pop(call.call_id, None)
         if call.claim():
-            _local.run_sync(call, self.serializes)
+            _execute.run_sync(call, self.serializes, InlineExecutor())
 
-    def cancel(self, call: CallItem) -> None:
+    def cancel(self, call: Call) -> None:
         queued = self._queued.pop(call.call_id, None)
         if queued is not None:
             queued.cancel()

@@ -1,4 +1,4 @@
-"""Stores: where cache entries (and, later, checkpoints) live. One protocol, two homes."""
+"""Stores: where cache entries and checkpoints live. One protocol, two homes."""
 
 from .base import MISS, Store
 from .lmdb import LMDBStore

@@ -1,0 +1,154 @@
+"""Running one call's code in this process: the one place that does it.
+
+The inline and thread executors (in the parent), the pool's worker and the Dask worker
+all run a task's code through :func:`run_code` or :func:`run_async_code`: the call's own
+run entered as the current one, the parameters LangGraph injects filled in, the function
+called, and the task calls it made awaited before it counts as returned. They differ only
+in where the outcome goes (``call.deliver`` here; a message up the pipe in a worker; a
+Dask result) and in who keeps a timeout's clock (here, or the parent of a worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from . import _context, serde
+from ._inject import injections
+from ._timeout import Progress, watched
+from .errors import SerializationError
+from .executors.base import CANCELLED, Call, CalledTask, Executor
+from .run import Run
+
+#: Told whether the task's function returned (True) or raised (False), before its nested
+#: calls are awaited: a worker uses it to end a child process a task forked.
+Returned = Callable[[bool], None]
+
+
+def run_code(
+    run: Run, task: CalledTask, args: tuple, kwargs: dict, returned: Returned | None = None
+) -> Any:
+    """Run a sync task's code as the code of ``run``; its value, or it raises."""
+    tokens = _context.enter(run)
+    try:
+        if task.injected:
+            kwargs = {**kwargs, **injections(run, task.injected, kwargs)}
+        try:
+            value = task.func(*args, **kwargs)
+        except BaseException:
+            if returned is not None:
+                returned(False)
+            raise
+        if returned is not None:
+            returned(True)
+        run.wait_outstanding()
+        return value
+    finally:
+        _context.leave(tokens)
+
+
+async def run_async_code(
+    run: Run,
+    task: CalledTask,
+    args: tuple,
+    kwargs: dict,
+    *,
+    keeps_clock: bool,
+    returned: Returned | None = None,
+) -> Any:
+    """Run an async task's code as the code of ``run``, in the running asyncio task.
+
+    ``keeps_clock``: a timeout is enforced here (heartbeats and stream-writer events
+    count as progress), not by a parent that watches this process.
+    """
+    _context.enter(run)  # in this asyncio task's own copy of the context: no leave
+    progress = None
+    if keeps_clock and task.timeout is not None:
+        progress = Progress(task.timeout)
+        run.heartbeat = progress.heartbeat
+        run.writer = progress.wrap_writer(run.writer)
+    if task.injected:
+        kwargs = {**kwargs, **injections(run, task.injected, kwargs)}
+    try:
+        running = task.func(*args, **kwargs)
+        value = await (running if progress is None else watched(running, task.name, progress))
+    except BaseException:
+        if returned is not None:
+            returned(False)
+        raise
+    if returned is not None:
+        returned(True)
+    await run.await_outstanding()
+    return value
+
+
+# -- the local executors: a call of this process's run, delivered here -----------------
+
+
+def arguments(call: Call, serializes: bool) -> tuple[tuple, dict]:
+    """The call's ``(args, kwargs)``: fresh copies when the executor serializes."""
+    loaded = serde.loads(call.payload) if serializes else call.payload
+    return loaded[0], loaded[1]
+
+
+def outcome_of_value(call: Call, value: Any, serializes: bool) -> tuple[bool, Any]:
+    """``(True, value)``, copied through the wire format when the executor serializes."""
+    if not serializes:
+        return True, value
+    try:
+        return True, serde.copy_value(value)
+    except Exception as exc:
+        return False, result_error(call.task.name, value, exc)
+
+
+def result_error(task_name: str, value: Any, exc: BaseException) -> SerializationError:
+    return SerializationError(
+        f"Task {task_name!r}: its result ({type(value).__name__}) cannot be pickled "
+        f"to bring it back from the worker: {type(exc).__name__}: {exc}",
+        task=task_name,
+    )
+
+
+def run_sync(call: Call, serializes: bool, inner: Executor) -> None:
+    """Run a sync call here and now, in the calling thread, and deliver its outcome.
+
+    Task calls made inside it run on ``inner`` (inline), as in a worker.
+    """
+    run = call.run.nested(call, inner)
+    try:
+        value = run_code(run, call.task, *arguments(call, serializes))
+    except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
+        call.deliver(False, exc)
+    else:
+        call.deliver(*outcome_of_value(call, value, serializes))
+
+
+def start_async(call: Call, serializes: bool, inner: Executor) -> Any:
+    """Start an async call on the run's event loop: a task if that loop runs this
+    thread, else scheduled onto it from here (a sync body under ``ainvoke``)."""
+    coroutine = _run_async(call, serializes, inner)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None and running is call.loop:
+        return running.create_task(coroutine)
+    return asyncio.run_coroutine_threadsafe(coroutine, call.loop)
+
+
+async def _run_async(call: Call, serializes: bool, inner: Executor) -> None:
+    run = call.run.nested(call, inner, asyncio.get_running_loop())
+    try:
+        args, kwargs = arguments(call, serializes)
+        value = await run_async_code(run, call.task, args, kwargs, keeps_clock=True)
+    except asyncio.CancelledError:
+        call.deliver(False, CANCELLED)
+        raise
+    except (KeyboardInterrupt, SystemExit) as exc:
+        call.deliver(False, exc)
+        raise  # asyncio stops the loop on these: keep its behaviour
+    except BaseException as exc:
+        call.deliver(False, exc)
+    else:
+        call.deliver(*outcome_of_value(call, value, serializes))
