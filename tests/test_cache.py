@@ -14,39 +14,14 @@ from hypothesis import strategies as st
 from paralleltask import CachePolicy, LMDBStore, MemoryStore, entrypoint, task
 from paralleltask.errors import StoreError
 from paralleltask.stores import MISS
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def record(folder, x):
-    """Count executions with files: tasks run in other processes."""
-    path = os.path.join(folder, f"{x!r}-{time.monotonic_ns()}")
-    open(path, "w").close()
-
-
-@task(cache_policy=CachePolicy())
-def cached_square(folder, x, *, offset=0):
-    record(folder, x)
-    return x * x + offset
+from tests.support import ROOT
+from tests.support.cache_job import cached_square, record, runs, square_job
 
 
 @task(cache_policy=CachePolicy())
 def cached_cube(folder, x, *, offset=0):
     record(folder, x)
     return x * x * x + offset
-
-
-def runs(folder):
-    return len(os.listdir(folder))
-
-
-def square_job(store):
-    @entrypoint(cache=store)
-    def main(args):
-        folder, xs = args
-        return [f.result() for f in [cached_square(folder, x) for x in xs]]
-
-    return main
 
 
 @pytest.fixture(params=["memory", "lmdb"])
@@ -169,7 +144,7 @@ def test_lmdb_cache_survives_the_process_and_is_shared(tmp_path):
     path, folder = tmp_path / "store", tmp_path / "runs"
     folder.mkdir()
     script = (
-        "import sys; from tests.test_cache import square_job; from paralleltask import LMDBStore;"
+        "from tests.support.cache_job import square_job; from paralleltask import LMDBStore;"
         f"print(square_job(LMDBStore({str(path)!r})).invoke(({str(folder)!r}, [5, 6])))"
     )
     for _ in range(2):

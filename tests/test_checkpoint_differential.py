@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import paralleltask
-from tests._impls import IMPLS, Api, make_api
+from tests.support.impls import IMPLS, Api, make_api
 
 SNAPSHOT_FIELDS = (
     "values",

@@ -22,33 +22,8 @@ from paralleltask import (
     task,
 )
 from paralleltask._checkpoint import OUTCOME, call_slot
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def record(folder, name):
-    open(os.path.join(folder, f"{name}-{os.urandom(6).hex()}"), "w").close()
-
-
-def executions(folder, name):
-    return sum(1 for f in os.listdir(folder) if f.startswith(f"{name}-"))
-
-
-@task
-def square_or_fail(folder, x, fail_at):
-    record(folder, x)
-    if x == fail_at and not os.path.exists(os.path.join(folder, "healed")):
-        raise ValueError(f"failing at {x}")
-    return x * x
-
-
-def squares_job(store):
-    @entrypoint(checkpointer=store)
-    def squares(job):
-        folder, xs, fail_at = job
-        return [f.result() for f in [square_or_fail(folder, x, fail_at) for x in xs]]
-
-    return squares
+from tests.support import ROOT
+from tests.support.checkpoint_job import executions, record, squares_job
 
 
 @pytest.mark.parametrize("durability", ["sync", "async", "exit"])
@@ -60,7 +35,7 @@ def test_an_lmdb_checkpointer_resumes_in_a_new_process(tmp_path, durability):
         f"""
         import sys
         from paralleltask import LMDBStore
-        from tests.test_checkpoints import squares_job
+        from tests.support.checkpoint_job import squares_job
         job = squares_job(LMDBStore({str(tmp_path / "store")!r}))
         config = {{"configurable": {{"thread_id": "t"}}}}
         given = None if sys.argv[1] == "resume" else ({str(folder)!r}, list(range(6)), 3)

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import paralleltask
-from tests._impls import (
+from tests.support.impls import (
     IMPLS,
     INLINE,
     PROCESS,

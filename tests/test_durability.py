@@ -38,7 +38,7 @@ from paralleltask.stores import _lmdbseqs as lmdb_seqs
 from paralleltask.stores import _lmdbwriter as lmdb_writer
 from paralleltask.stores import lmdb as lmdb_store
 from paralleltask.stores.base import MISS
-from tests._processes import finish, script
+from tests.support.processes import finish, script
 
 REAL_WRITE = lmdb_store.LMDBStore._write_batch
 

@@ -1,7 +1,7 @@
 """Checkpoints under faults: kill -9, Ctrl-C, two writers, tampered, foreign and garbage stores.
 
-Real scripts run in their own process groups (``tests/scripts/durable_job.py``,
-``tests/scripts/store_writer.py``) and get real signals; their workers are found by the
+Real scripts run in their own process groups (``tests/support/scripts/durable_job.py``,
+``tests/support/scripts/store_writer.py``) and get real signals; their workers are found by the
 ``PT_TEST_TAG`` each process inherits. Executions are counted with files: every
 execution of a call writes ``start-<i>-<pid>-<ns>`` from its worker, and the parent
 writes ``resolved-<i>-<ns>`` once the body's future for call ``i`` has resolved.
@@ -35,7 +35,7 @@ from paralleltask._checkpoint import OUTCOME, call_slot
 from paralleltask.errors import StoreError
 from paralleltask.stores._format import STAMP, TAG_SIZE, seal
 from paralleltask.stores.base import thread_key
-from tests._processes import finish, script, tagged_pids, wait_gone
+from tests.support.processes import finish, script, tagged_pids, wait_gone
 
 pytestmark = pytest.mark.slow
 

@@ -48,8 +48,8 @@ from paralleltask import (
     get_stream_writer,
     task,
 )
-from tests import _impls
-from tests._processes import alive, script, tagged_pids, wait_gone
+from tests.support import impls
+from tests.support.processes import alive, script, tagged_pids, wait_gone
 
 #: Seconds before the deadlock guard dumps every thread's traceback and exits.
 GUARD_SECONDS = 40
@@ -922,7 +922,7 @@ def test_a_slow_first_import_in_a_worker_does_not_count_against_the_timeout(priv
     """A task whose module takes 1 s to import (a heavy library), with a 0.5 s timeout
     and three attempts, returns at once: loading a task's function and arguments in a
     fresh worker is the pool's business, not the call's run time."""
-    slow = importlib.import_module("tests.scripts.slow_import_tasks")  # 1 s, here too
+    slow = importlib.import_module("tests.support.scripts.slow_import_tasks")  # 1 s, here too
     started = time.monotonic()
     assert private_call.invoke((slow.quick, (1,))) == 2
     figure(
@@ -1211,9 +1211,9 @@ def sync_timed(x):
     return x
 
 
-@pytest.mark.parametrize("impl", [_impls.THREAD, _impls.INLINE])
+@pytest.mark.parametrize("impl", [impls.THREAD, impls.INLINE])
 def test_sync_task_with_timeout_is_refused_at_the_call_where_it_cannot_be_stopped(impl):
-    executor = _impls.EXECUTORS[impl]
+    executor = impls.EXECUTORS[impl]
 
     @entrypoint(executor=executor)
     def main(x):
@@ -1243,9 +1243,9 @@ def test_langgraph_refusal_text_is_ours():
     assert timeout_module._SYNC_TIMEOUT_PREFIX == SYNC_REFUSED
 
 
-@pytest.mark.parametrize("impl", [_impls.LANGGRAPH, _impls.PROCESS])
+@pytest.mark.parametrize("impl", [impls.LANGGRAPH, impls.PROCESS])
 def test_sync_entrypoint_with_timeout_is_refused_at_decoration(impl):
-    api = _impls.make_api(impl)
+    api = impls.make_api(impl)
 
     def sync_body(x):
         return x
@@ -1306,22 +1306,22 @@ def stalling_program(api, timeout):
 @pytest.mark.parametrize("kind", ["run", "idle"])
 def test_async_task_timeout_is_langgraphs_on_every_executor(kind):
     seen = {}
-    for impl in _impls.IMPLS:
-        api = _impls.make_api(impl)
+    for impl in impls.IMPLS:
+        api = impls.make_api(impl)
         fields = {"run_timeout": 0.3} if kind == "run" else {"idle_timeout": 0.3}
         timeout = 0.3 if kind == "run" else timeout_policy(api, **fields)
         error, seconds = asyncio.run(stalling_program(api, timeout).ainvoke(1))
         seen[impl] = describe_timeout(error)
         assert 0.3 <= error.elapsed < 0.3 + SLACK and seconds < 0.3 + SLACK, impl
-        if impl != _impls.LANGGRAPH:
+        if impl != impls.LANGGRAPH:
             assert isinstance(error, TaskTimeoutError)
             assert_langgraph_message(error)
-    assert all(v == seen[_impls.LANGGRAPH] for v in seen.values()), seen
+    assert all(v == seen[impls.LANGGRAPH] for v in seen.values()), seen
 
 
-@pytest.mark.parametrize("impl", _impls.IMPLS)
+@pytest.mark.parametrize("impl", impls.IMPLS)
 def test_async_entrypoint_body_past_its_timeout_fails_as_langgraphs(impl):
-    api = _impls.make_api(impl)
+    api = impls.make_api(impl)
 
     @api.entrypoint(timeout=0.3)
     async def stalled_body(x):

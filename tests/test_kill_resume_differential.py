@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "tests", "scripts", "kill_resume_diff.py")
+from tests.support import ROOT, SCRIPTS
+
+SCRIPT = os.path.join(SCRIPTS, "kill_resume_diff.py")
 N = 8
 KILL_AFTER = 3  # calls whose work is done
 

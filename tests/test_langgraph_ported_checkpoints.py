@@ -45,7 +45,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 import paralleltask
-from tests._impls import IMPLS, PROCESS, Api, make_api, xfail_on
+from tests.support.impls import IMPLS, PROCESS, Api, make_api, xfail_on
 
 DURABILITIES = ("sync", "async", "exit")
 

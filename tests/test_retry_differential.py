@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import types
 from typing import Any
@@ -31,7 +30,8 @@ from paralleltask import (
     TaskTimeoutError,
     WorkerCrashedError,
 )
-from tests._impls import (
+from tests.support import ROOT
+from tests.support.impls import (
     EXECUTORS,
     IMPLS,
     INLINE,
@@ -42,25 +42,14 @@ from tests._impls import (
     Api,
     make_api,
 )
-
-#: Tiny, deterministic backoff: retries cost milliseconds.
-FAST = {"initial_interval": 0.01, "jitter": False}
-
-
-def attempt(path: str) -> int:
-    """Record one attempt in ``path``; the attempt's number, from 1."""
-    with open(path, "ab") as f:
-        f.write(b"x")
-    return os.path.getsize(path)
-
-
-def attempts(path: Any) -> int:
-    return os.path.getsize(path) if os.path.exists(path) else 0
-
-
-def fast(api: Api, **kwargs: Any) -> Any:
-    """A RetryPolicy of ``api``'s with tiny intervals and no jitter."""
-    return api.RetryPolicy(**{**FAST, **kwargs})
+from tests.support.retry_programs import (
+    FAST,
+    always,
+    attempt,
+    attempts,
+    fast,
+    unpicklable_policy_program,
+)
 
 
 @pytest.fixture(params=IMPLS)
@@ -264,16 +253,6 @@ def test_paralleltask_default_retry_on_needs_no_http_module(monkeypatch):
 # -- retry_on: a type, a sequence, a callable, the default --------------------------------
 
 
-def _always(exc_type: type):
-    """A task body that fails every attempt with ``exc_type('attempt N')``."""
-
-    def fail(path):
-        n = attempt(path)
-        raise exc_type(f"attempt {n}")
-
-    return fail
-
-
 def run_one(api: Api, task: Any, *args: Any) -> tuple[Any, Any]:
     """Invoke an entrypoint calling ``task(*args)``; ``(result, exception)``."""
 
@@ -288,16 +267,16 @@ def run_one(api: Api, task: Any, *args: Any) -> tuple[Any, Any]:
 
 
 def test_retry_on_an_exception_type(api, tmp_path):
-    flaky = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(_always(KeyError))
+    flaky = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(always(KeyError))
     _, exc = run_one(api, flaky, str(tmp_path / "k"))
     assert (type(exc), exc.args, attempts(tmp_path / "k")) == (KeyError, ("attempt 3",), 3)
 
-    final = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(_always(ValueError))
+    final = api.task(retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(always(ValueError))
     _, exc = run_one(api, final, str(tmp_path / "v"))
     assert (type(exc), str(exc), attempts(tmp_path / "v")) == (ValueError, "attempt 1", 1)
 
     policy = fast(api, max_attempts=2, retry_on=LookupError)
-    sub = api.task(retry_policy=policy)(_always(IndexError))
+    sub = api.task(retry_policy=policy)(always(IndexError))
     _, exc = run_one(api, sub, str(tmp_path / "i"))
     assert (type(exc), str(exc), attempts(tmp_path / "i")) == (IndexError, "attempt 2", 2)
 
@@ -310,7 +289,7 @@ def test_retry_on_a_sequence_of_types(api, tmp_path, kind):
         ("z", ZeroDivisionError, 4),
         ("t", TypeError, 1),
     ]:
-        flaky = api.task(retry_policy=policy)(_always(exc_type))
+        flaky = api.task(retry_policy=policy)(always(exc_type))
         _, exc = run_one(api, flaky, str(tmp_path / name))
         assert type(exc) is exc_type
         assert attempts(tmp_path / name) == expected, name
@@ -340,7 +319,7 @@ def test_default_retry_on_in_a_policy(api, tmp_path, fake_http):
         ("custom", CustomError, 3),
         ("timeout", TimeoutError, 1),
     ]:
-        flaky = api.task(retry_policy=policy)(_always(exc_type))
+        flaky = api.task(retry_policy=policy)(always(exc_type))
         _, exc = run_one(api, flaky, str(tmp_path / name))
         assert type(exc) is exc_type and str(exc) == f"attempt {expected}", name
         assert attempts(tmp_path / name) == expected, name
@@ -361,7 +340,7 @@ def test_success_after_failures_returns_the_successful_attempts_value(api, tmp_p
 
 
 def test_max_attempts_one_never_retries(api, tmp_path):
-    task = api.task(retry_policy=fast(api, max_attempts=1, retry_on=Exception))(_always(KeyError))
+    task = api.task(retry_policy=fast(api, max_attempts=1, retry_on=Exception))(always(KeyError))
     _, exc = run_one(api, task, str(tmp_path / "a"))
     assert (type(exc), attempts(tmp_path / "a")) == (KeyError, 1)
 
@@ -378,11 +357,11 @@ def test_first_matching_policy_wins(api, tmp_path):
         ("value", ValueError, 4),
         ("type", TypeError, 5),
     ]:
-        task = api.task(retry_policy=policies)(_always(exc_type))
+        task = api.task(retry_policy=policies)(always(exc_type))
         _, exc = run_one(api, task, str(tmp_path / name))
         assert (type(exc), exc.args) == (exc_type, (f"attempt {expected}",)), name
         assert attempts(tmp_path / name) == expected, name
-    only = api.task(retry_policy=policies[:1])(_always(TypeError))
+    only = api.task(retry_policy=policies[:1])(always(TypeError))
     _, exc = run_one(api, only, str(tmp_path / "none"))
     assert attempts(tmp_path / "none") == 1
 
@@ -410,7 +389,7 @@ def test_a_base_exception_is_never_retried(api, tmp_path):
 
 def test_retry_note_is_added_once(api, tmp_path):
     task = api.task(name="flaky", retry_policy=fast(api, max_attempts=3, retry_on=KeyError))(
-        _always(KeyError)
+        always(KeyError)
     )
     _, exc = run_one(api, task, str(tmp_path / "n"))
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("During task")]
@@ -454,8 +433,8 @@ def test_async_tasks_retry(api, tmp_path):
 
 
 def test_entrypoint_policy_applies_to_tasks_without_their_own(api, tmp_path):
-    plain = api.task(_always(ValueError))
-    own = api.task(retry_policy=fast(api, max_attempts=1))(_always(ValueError))
+    plain = api.task(always(ValueError))
+    own = api.task(retry_policy=fast(api, max_attempts=1))(always(ValueError))
 
     @api.entrypoint(retry_policy=fast(api, max_attempts=3, retry_on=ValueError))
     def main(d):
@@ -531,7 +510,7 @@ def test_async_entrypoint_policy_reruns_the_body_and_its_tasks(api, tmp_path):
 
 
 def test_body_retry_reruns_the_task_calls_of_the_failed_attempt(api, tmp_path):
-    failing = api.task(_always(ValueError))
+    failing = api.task(always(ValueError))
 
     @api.entrypoint(retry_policy=fast(api, max_attempts=2, retry_on=ValueError))
     def main(d):
@@ -659,7 +638,7 @@ def test_backoff_intervals(api, tmp_path):
         retry_on=KeyError,
     )
     for name, policy, low, high in [("g", growing, 0.3, 1.5), ("c", capped, 0.17, 1.5)]:
-        task = api.task(retry_policy=policy)(_always(KeyError))
+        task = api.task(retry_policy=policy)(always(KeyError))
         started = time.monotonic()
         _, exc = run_one(api, task, str(tmp_path / name))
         elapsed = time.monotonic() - started
@@ -725,7 +704,7 @@ def test_jitter_adds_a_uniform_0_1_draw(api, tmp_path, monkeypatch):
         ("s", steady, 0.0, 0.25, []),
     ]:
         draws.clear()
-        task = api.task(retry_policy=policy)(_always(KeyError))
+        task = api.task(retry_policy=policy)(always(KeyError))
         started = time.monotonic()
         _, exc = run_one(api, task, str(tmp_path / name))
         elapsed = time.monotonic() - started
@@ -742,7 +721,7 @@ def test_a_call_in_backoff_does_not_hold_up_its_siblings(impl, tmp_path):
     in the caller's thread by design."""
     api = Api(impl)
     slow_retry = paralleltask.RetryPolicy(initial_interval=0.6, max_attempts=2, jitter=False)
-    flaky = api.task(retry_policy=slow_retry)(_always(CustomError))
+    flaky = api.task(retry_policy=slow_retry)(always(CustomError))
     quick = api.task(lambda x: x)
 
     @api.entrypoint()
@@ -819,29 +798,6 @@ def test_retry_on_an_exception_class_defined_in_the_test(api, tmp_path):
     assert isinstance(exc, LocalError) and attempts(tmp_path / "m") == 2
 
 
-def _unpicklable_policy_program(api: Api, tmp_path: Any, where: str) -> Any:
-    lock = threading.Lock()
-
-    def decide(exc):
-        with lock:
-            return isinstance(exc, KeyError)
-
-    policy = fast(api, max_attempts=3, retry_on=decide)
-    task_policy = {"retry_policy": policy} if where == "task" else {}
-    entry_policy = {"retry_policy": policy} if where == "entrypoint" else {}
-    flaky = api.task(**task_policy)(_always(KeyError))
-    double = api.task(lambda x: 2 * x)
-
-    @api.entrypoint(**entry_policy)
-    def main(d):
-        try:
-            flaky(f"{d}/k").result()
-        except KeyError as exc:
-            return exc.args[0], double(21).result()
-
-    return main
-
-
 @pytest.mark.parametrize("impl", [LANGGRAPH, THREAD, INLINE])
 @pytest.mark.parametrize("where", ["task", "entrypoint"])
 def test_a_retry_on_callable_that_does_not_pickle(impl, tmp_path, where):
@@ -849,7 +805,7 @@ def test_a_retry_on_callable_that_does_not_pickle(impl, tmp_path, where):
     fresh interpreter below (it breaks the pool it runs on)."""
     if impl == LANGGRAPH:
         pytest.importorskip("langgraph.func")
-    main = _unpicklable_policy_program(Api(impl), tmp_path, where)
+    main = unpicklable_policy_program(Api(impl), tmp_path, where)
     assert main.invoke(str(tmp_path)) == ("attempt 3", 42)
     assert attempts(tmp_path / "k") == 3
 
@@ -858,12 +814,13 @@ UNPICKLABLE_POLICY_SCRIPT = """
 import concurrent.futures as cf, json, os, sys
 sys.path.insert(0, os.getcwd())
 from paralleltask import ProcessExecutor
-from tests.test_retry_differential import PROCESS, EXECUTORS, Api, _unpicklable_policy_program
+from tests.support.impls import PROCESS, EXECUTORS, Api
+from tests.support.retry_programs import unpicklable_policy_program
 
 EXECUTORS[PROCESS] = ProcessExecutor(max_workers=1)
 where, d = sys.argv[1], sys.argv[2]
 api = Api(PROCESS)
-main = _unpicklable_policy_program(api, d, where)
+main = unpicklable_policy_program(api, d, where)
 report = {}
 try:
     report["result"] = list(main.invoke(d))
@@ -890,10 +847,9 @@ def test_a_retry_on_callable_that_does_not_pickle_on_the_process_pool(tmp_path, 
     policy travels with the task (or the run) to workers, so one that will not pickle
     fails the call at the call site with SerializationError, and the pool keeps working
     (a single worker, so a worker lost to the failure would hang the next call)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run(
         [sys.executable, "-c", UNPICKLABLE_POLICY_SCRIPT, where, str(tmp_path)],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
@@ -923,13 +879,13 @@ def test_langgraphs_retry_policy_objects_are_accepted(pt_executor, lg_types, tmp
     """A half-migrated program: langgraph.types.RetryPolicy in paralleltask's task()."""
     lg_policy = lg_types.RetryPolicy(max_attempts=3, retry_on=KeyError, **FAST)
     lg_default = lg_types.RetryPolicy(**FAST)  # LangGraph's own default_retry_on
-    single = paralleltask.task(retry_policy=lg_policy)(_always(KeyError))
+    single = paralleltask.task(retry_policy=lg_policy)(always(KeyError))
     listed = paralleltask.task(
         retry_policy=[lg_types.RetryPolicy(max_attempts=2, retry_on=ValueError, **FAST), lg_policy]
-    )(_always(KeyError))
-    by_default = paralleltask.task(retry_policy=lg_default)(_always(ConnectionError))
-    not_retried = paralleltask.task(retry_policy=lg_default)(_always(ValueError))
-    plain = paralleltask.task(_always(KeyError))
+    )(always(KeyError))
+    by_default = paralleltask.task(retry_policy=lg_default)(always(ConnectionError))
+    not_retried = paralleltask.task(retry_policy=lg_default)(always(ValueError))
+    plain = paralleltask.task(always(KeyError))
 
     @_pt_entrypoint(pt_executor)
     def main(d):

@@ -11,10 +11,8 @@ import uuid
 
 import pytest
 
-from tests._processes import sigint_not_ignored, tagged_pids, wait_gone
-
-SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT, SCRIPTS
+from tests.support.processes import sigint_not_ignored, tagged_pids, wait_gone
 
 pytestmark = pytest.mark.slow
 

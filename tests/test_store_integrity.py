@@ -24,9 +24,8 @@ from paralleltask import CachePolicy, LMDBStore, entrypoint, task
 from paralleltask.errors import StoreError
 from paralleltask.stores import MISS
 from paralleltask.stores._format import load_key
+from tests.support import ROOT, SCRIPTS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = os.path.join(ROOT, "tests", "scripts")
 OTHER_UID = 65534  # nobody
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 

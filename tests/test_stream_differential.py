@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests._impls import (
+from tests.support import ROOT
+from tests.support.impls import (
     IMPLS,
     INLINE,
     LANGGRAPH,
@@ -35,8 +36,6 @@ from tests._impls import (
     make_api,
     xfail_on,
 )
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=IMPLS)

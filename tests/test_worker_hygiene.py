@@ -17,7 +17,7 @@ import time
 import pytest
 
 from paralleltask import ProcessExecutor, entrypoint, task
-from tests._processes import alive
+from tests.support.processes import alive
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -362,18 +362,18 @@ def test_start_inside_a_worker_is_a_no_op_and_submit_still_refuses():
 
 
 def test_a_module_workers_import_may_start_its_pool_at_its_top():
-    from tests import _starts_pool_at_import  # here: other tests' workers never import it
+    from tests.support import starts_pool_at_import  # here: other tests' workers never import it
 
-    value, pid = on_one.invoke((_starts_pool_at_import.where, (3,)))
+    value, pid = on_one.invoke((starts_pool_at_import.where, (3,)))
     assert value == 3 and pid != os.getpid()
 
 
 def test_an_initializer_from_a_module_that_starts_a_pool_at_import_runs(tmp_path):
-    from tests import _starts_pool_at_import
+    from tests.support import starts_pool_at_import
 
     executor = ProcessExecutor(
         max_workers=1,
-        initializer=_starts_pool_at_import.initializer,
+        initializer=starts_pool_at_import.initializer,
         initargs=(str(tmp_path),),
         env={"PT_TEST": "init-import"},
     )
@@ -382,7 +382,7 @@ def test_an_initializer_from_a_module_that_starts_a_pool_at_import_runs(tmp_path
 
         @entrypoint(executor=executor)
         def where(x):
-            return _starts_pool_at_import.where(x).result()
+            return starts_pool_at_import.where(x).result()
 
         value, pid = where.invoke(5)
         assert value == 5 and os.path.exists(tmp_path / f"{pid}.init")

@@ -10,8 +10,7 @@ import subprocess
 import sys
 import time
 
-SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT, SCRIPTS
 
 
 def alive(pid):
@@ -67,7 +66,7 @@ def sigint_not_ignored():
 
 
 def script(name, *args, tag=""):
-    """Start ``tests/scripts/<name>`` in a process group of its own (as a terminal's
+    """Start ``tests/support/scripts/<name>`` in a process group of its own (as a terminal's
     foreground job); every process it starts inherits ``PT_TEST_TAG=tag``."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["PT_TEST_TAG"] = tag
