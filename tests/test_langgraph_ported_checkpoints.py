@@ -7,8 +7,9 @@ Source: langchain-ai/langgraph, ``libs/langgraph/tests/test_pregel.py``,
 ``test_pregel_async.py`` and ``test_pydantic.py``. Each test keeps LangGraph's name,
 prefixed ``test_lg_``, with a comment naming the original; each runs on LangGraph (which
 proves the port is faithful) and on paralleltask with each of its executors (process pool,
-threads, inline). ``tests/test_langgraph_ported.py`` ported the same tests without their
-checkpoint parts; here they are whole again, where paralleltask now builds them.
+threads, inline). Each upstream test is ported once: here whole, checkpoint parts
+included; the ported tests that have no checkpoint part are in
+``tests/test_langgraph_ported.py``.
 
 What is adapted:
 
@@ -28,7 +29,7 @@ What is adapted:
 
 Tasks are closures (cloudpickled by value), as in LangGraph's tests. The only strict xfail
 is a documented consequence of the process boundary: a compiled StateGraph in a task's
-closure does not survive pickling (as in ``tests/test_langgraph_ported.py``).
+closure does not survive pickling (on the process pool only).
 
 This module has no ``from __future__ import annotations``: ``entrypoint.final[...]``
 return annotations are evaluated when the function is defined, as in LangGraph's tests.
@@ -37,71 +38,20 @@ return annotations are evaluated when the function is defined, as in LangGraph's
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-import paralleltask
-from tests.support.impls import IMPLS, PROCESS, Api, make_api, xfail_on
-
-DURABILITIES = ("sync", "async", "exit")
+from tests.support.impls import PROCESS, Api, make_api, xfail_on
+from tests.support.ported import AnyStr, bump, cache_and_policy, count, in_memory_saver, ported
 
 
 @pytest.fixture
 def api(request) -> Api:
     """The functional API under test, on one implementation (and executor)."""
     return make_api(request.param)
-
-
-def ported(*, durability: bool = False):
-    """Run a test on LangGraph and on paralleltask's executors; with ``durability``, once
-    per durability mode too (LangGraph's ``durability`` fixture)."""
-
-    def decorate(test):
-        test = pytest.mark.parametrize("api", IMPLS, indirect=True)(test)
-        if durability:
-            test = pytest.mark.parametrize("durability", DURABILITIES)(test)
-        return test
-
-    return decorate
-
-
-class AnyStr(str):
-    """Equal to any str (LangGraph's ``tests.any_str.AnyStr``, without a prefix)."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str)
-
-    __hash__ = str.__hash__
-
-
-def _bump(path: Path) -> None:
-    """Count one event in a file: appends are atomic across processes."""
-    with open(path, "a") as f:
-        f.write("x\n")
-
-
-def _count(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def cache_and_policy(api: Api) -> tuple:
-    """A fresh in-memory cache and the CachePolicy class of ``api``."""
-    if api.is_langgraph:
-        from langgraph.cache.memory import InMemoryCache
-        from langgraph.types import CachePolicy
-
-        return InMemoryCache(), CachePolicy
-    return paralleltask.MemoryStore(), paralleltask.CachePolicy
-
-
-def in_memory_saver() -> Any:
-    """LangGraph's own checkpointer, for the LangGraph StateGraphs these tests build."""
-    memory = pytest.importorskip("langgraph.checkpoint.memory")
-    return memory.InMemorySaver()
 
 
 # -- futures, streaming order, with a checkpointer and durability ------------------------
@@ -120,7 +70,7 @@ def test_lg_imp_task(api, durability, tmp_path):
 
     @api.task()
     def mapper(input: int) -> str:
-        _bump(mapper_calls)
+        bump(mapper_calls)
         time.sleep(input / 100)
         return str(input) * 2
 
@@ -146,13 +96,13 @@ def test_lg_imp_task(api, durability, tmp_path):
             ),
         )
     }
-    assert _count(mapper_calls) == 2
+    assert count(mapper_calls) == 2
 
     assert graph.invoke(Command(resume="answer"), thread1, durability=durability) == [
         "00answer",
         "11answer",
     ]
-    assert _count(mapper_calls) == 2
+    assert count(mapper_calls) == 2
 
 
 @ported(durability=True)
@@ -165,7 +115,7 @@ def test_lg_imp_task_async(api, durability, tmp_path):
 
     @api.task()
     async def mapper(input: int) -> str:
-        _bump(mapper_calls)
+        bump(mapper_calls)
         await asyncio.sleep(0.1 * input)
         return str(input) * 2
 
@@ -192,13 +142,13 @@ def test_lg_imp_task_async(api, durability, tmp_path):
                 ),
             )
         }
-        assert _count(mapper_calls) == 2
+        assert count(mapper_calls) == 2
 
         assert await graph.ainvoke(Command(resume="answer"), thread1, durability=durability) == [
             "00answer",
             "11answer",
         ]
-        assert _count(mapper_calls) == 2
+        assert count(mapper_calls) == 2
 
     asyncio.run(main())
 
@@ -329,8 +279,8 @@ def test_lg_imp_task_cancel(api, durability, tmp_path):
 
     @api.task()
     async def mapper(input: int) -> str:
-        # (_bump inlined: calling this module's function would make a cold worker
-        # import this module, pydantic and all, before the call starts)
+        # (bump inlined: calling a module's function would make a cold worker import
+        # that module before the call starts)
         with open(mapper_calls, "a") as f:
             f.write("x\n")
         try:
@@ -363,14 +313,14 @@ def test_lg_imp_task_cancel(api, durability, tmp_path):
                 )
             },
         ]
-        assert _count(mapper_calls) == 2
-        assert _count(mapper_cancels) == 1
+        assert count(mapper_calls) == 2
+        assert count(mapper_cancels) == 1
 
         assert await graph.ainvoke(Command(resume="answer"), thread1, durability=durability) == [
             "00answer",
         ]
-        assert _count(mapper_calls) == 3
-        assert _count(mapper_cancels) == 2
+        assert count(mapper_calls) == 3
+        assert count(mapper_cancels) == 2
 
     asyncio.run(main())
 
@@ -569,7 +519,7 @@ def test_lg_interrupt_functional_pydantic(api, tmp_path):
 
     @api.task
     def foo(state: FunctionalState) -> FunctionalState:
-        _bump(called_count)
+        bump(called_count)
         return FunctionalState(**{"a": state.a + "foo"})
 
     @api.task
@@ -599,7 +549,7 @@ def test_lg_interrupt_functional_pydantic(api, tmp_path):
     # Resume with an answer
     res = graph.invoke(Command(resume="bar"), config)
     assert res == {"a": "foobar", "b": "bar"}
-    assert _count(called_count) == 1
+    assert count(called_count) == 1
 
 
 @ported()
@@ -718,12 +668,9 @@ def test_lg_falsy_return_from_task(api):
         falsy_task().result()
         interrupt("test")
 
-    configurable = {"configurable": {"thread_id": uuid.uuid4()}}
-    assert [
-        chunk
-        for chunk in graph.stream({"a": 5}, configurable, stream_mode="debug", durability="exit")
-    ] == [
-        {
+    # The debug chunks both runs yield (the source writes each of them out in full).
+    def checkpoint(source: str, step: int, next: list, tasks: list) -> dict:
+        return {
             "payload": {
                 "config": {
                     "configurable": {
@@ -734,86 +681,84 @@ def test_lg_falsy_return_from_task(api):
                 },
                 "metadata": {
                     "parents": {},
-                    "source": "input",
-                    "step": -1,
+                    "source": source,
+                    "step": step,
                 },
-                "next": [
-                    "graph",
-                ],
+                "next": next,
                 "parent_config": None,
-                "tasks": [
-                    {
-                        "id": AnyStr(),
-                        "interrupts": (),
-                        "name": "graph",
-                        "state": None,
-                    },
-                ],
+                "tasks": tasks,
                 "values": None,
             },
-            "step": -1,
+            "step": step,
             "timestamp": AnyStr(),
             "type": "checkpoint",
-        },
-        {
-            "payload": {
-                "id": AnyStr(),
-                "input": {
-                    "a": 5,
-                },
-                "name": "graph",
-                "triggers": ("__start__",),
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task",
-        },
-        {
-            "payload": {
-                "id": AnyStr(),
-                "input": (
-                    (),
-                    {},
-                ),
-                "name": "falsy_task",
-                "triggers": ("__pregel_push",),
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task",
-        },
-        {
+        }
+
+    def graph_task(interrupts: tuple) -> dict:
+        return {
+            "id": AnyStr(),
+            "interrupts": interrupts,
+            "name": "graph",
+            "state": None,
+        }
+
+    def task_result(name: str, result: dict, interrupts: list) -> dict:
+        return {
             "payload": {
                 "error": None,
                 "id": AnyStr(),
-                "interrupts": [],
-                "name": "falsy_task",
-                "result": {
-                    "__return__": False,
-                },
+                "interrupts": interrupts,
+                "name": name,
+                "result": result,
             },
             "step": 0,
             "timestamp": AnyStr(),
             "type": "task_result",
-        },
-        {
-            "payload": {
-                "error": None,
-                "id": AnyStr(),
-                "interrupts": [
-                    {
-                        "id": AnyStr(),
-                        "response_schema": None,
-                        "value": "test",
-                    },
-                ],
-                "name": "graph",
-                "result": {},
+        }
+
+    graph_started = {
+        "payload": {
+            "id": AnyStr(),
+            "input": {
+                "a": 5,
             },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task_result",
+            "name": "graph",
+            "triggers": ("__start__",),
         },
+        "step": 0,
+        "timestamp": AnyStr(),
+        "type": "task",
+    }
+    falsy_task_started = {
+        "payload": {
+            "id": AnyStr(),
+            "input": (
+                (),
+                {},
+            ),
+            "name": "falsy_task",
+            "triggers": ("__pregel_push",),
+        },
+        "step": 0,
+        "timestamp": AnyStr(),
+        "type": "task",
+    }
+    the_interrupt = {
+        "id": AnyStr(),
+        "response_schema": None,
+        "value": "test",
+    }
+
+    configurable = {"configurable": {"thread_id": uuid.uuid4()}}
+    assert [
+        chunk
+        for chunk in graph.stream({"a": 5}, configurable, stream_mode="debug", durability="exit")
+    ] == [
+        checkpoint("input", -1, ["graph"], [graph_task(())]),
+        graph_started,
+        falsy_task_started,
+        task_result("falsy_task", {"__return__": False}, []),
+        task_result("graph", {}, [the_interrupt]),
     ]
     assert [
         c
@@ -824,108 +769,11 @@ def test_lg_falsy_return_from_task(api):
             durability="exit",
         )
     ] == [
-        {
-            "payload": {
-                "config": {
-                    "configurable": {
-                        "checkpoint_id": AnyStr(),
-                        "checkpoint_ns": "",
-                        "thread_id": AnyStr(),
-                    },
-                },
-                "metadata": {
-                    "parents": {},
-                    "source": "input",
-                    "step": -1,
-                },
-                "next": [
-                    "graph",
-                ],
-                "parent_config": None,
-                "tasks": [
-                    {
-                        "id": AnyStr(),
-                        "interrupts": (
-                            {
-                                "id": AnyStr(),
-                                "response_schema": None,
-                                "value": "test",
-                            },
-                        ),
-                        "name": "graph",
-                        "state": None,
-                    },
-                ],
-                "values": None,
-            },
-            "step": -1,
-            "timestamp": AnyStr(),
-            "type": "checkpoint",
-        },
-        {
-            "payload": {
-                "id": AnyStr(),
-                "input": {
-                    "a": 5,
-                },
-                "name": "graph",
-                "triggers": ("__start__",),
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task",
-        },
-        {
-            "payload": {
-                "id": AnyStr(),
-                "input": (
-                    (),
-                    {},
-                ),
-                "name": "falsy_task",
-                "triggers": ("__pregel_push",),
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task",
-        },
-        {
-            "payload": {
-                "error": None,
-                "id": AnyStr(),
-                "interrupts": [],
-                "name": "graph",
-                "result": {
-                    "__end__": None,
-                },
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "task_result",
-        },
-        {
-            "payload": {
-                "config": {
-                    "configurable": {
-                        "checkpoint_id": AnyStr(),
-                        "checkpoint_ns": "",
-                        "thread_id": AnyStr(),
-                    },
-                },
-                "metadata": {
-                    "parents": {},
-                    "source": "loop",
-                    "step": 0,
-                },
-                "next": [],
-                "parent_config": None,
-                "tasks": [],
-                "values": None,
-            },
-            "step": 0,
-            "timestamp": AnyStr(),
-            "type": "checkpoint",
-        },
+        checkpoint("input", -1, ["graph"], [graph_task((the_interrupt,))]),
+        graph_started,
+        falsy_task_started,
+        task_result("graph", {"__end__": None}, []),
+        checkpoint("loop", 0, [], []),
     ]
 
 
@@ -962,7 +810,7 @@ def test_lg_multiple_interrupts_functional(api, tmp_path):
     @api.task
     def double(x: int) -> int:
         """Increment the counter."""
-        _bump(counter)
+        bump(counter)
         return 2 * x
 
     @api.entrypoint(checkpointer=api.checkpointer())
@@ -985,7 +833,7 @@ def test_lg_multiple_interrupts_functional(api, tmp_path):
     assert result == {
         "values": [2, "a", 4, "b", 6, "c"],
     }
-    assert _count(counter) == 3
+    assert count(counter) == 3
 
 
 @ported()
@@ -998,7 +846,7 @@ def test_lg_multiple_interrupts_functional_async(api, tmp_path):
     @api.task
     async def double(x: int) -> int:
         """Increment the counter."""
-        _bump(counter)
+        bump(counter)
         return 2 * x
 
     @api.entrypoint(checkpointer=api.checkpointer())
@@ -1022,7 +870,7 @@ def test_lg_multiple_interrupts_functional_async(api, tmp_path):
         assert result == {
             "values": [2, "a", 4, "b", 6, "c"],
         }
-        assert _count(counter) == 3
+        assert count(counter) == 3
 
     asyncio.run(main())
 
@@ -1037,11 +885,15 @@ def _run_six_resumes(invoke, Command) -> Any:
 
 
 @ported()
-def test_lg_multiple_interrupts_functional_cache(api, tmp_path):
-    # Original: test_pregel.py::test_multiple_interrupts_functional_cache.
-    # Adapted: counter is counted in a file; the cache is the implementation's in-memory
-    # one (InMemoryCache, MemoryStore); the seven invokes of each thread (written out
-    # three times there) are one helper here.
+@pytest.mark.parametrize("call", ["invoke", "ainvoke"])
+def test_lg_multiple_interrupts_functional_cache(api, call, tmp_path):
+    # Original: test_pregel.py::test_multiple_interrupts_functional_cache (call="invoke")
+    # and test_pregel_async.py::test_multiple_interrupts_functional_cache (call="ainvoke":
+    # the same sync task and body, run with ainvoke, the cache cleared with
+    # aclear_cache). Adapted: counter is counted in a file; the cache is the
+    # implementation's in-memory one (InMemoryCache, MemoryStore); the seven invokes of
+    # each thread (written out three times there) are one helper here; each ainvoke runs
+    # under its own asyncio.run.
     counter = tmp_path / "counter"
     interrupt, Command = api.interrupt, api.Command
     cache, CachePolicy = cache_and_policy(api)
@@ -1049,58 +901,7 @@ def test_lg_multiple_interrupts_functional_cache(api, tmp_path):
     @api.task(cache_policy=CachePolicy())
     def double(x: int) -> int:
         """Increment the counter."""
-        _bump(counter)
-        return 2 * x
-
-    @api.entrypoint(checkpointer=api.checkpointer(), cache=cache)
-    def graph(state: dict) -> dict:
-        """React tool."""
-
-        values = []
-
-        for idx in [1, 1, 2, 2, 3, 3]:
-            values.extend([double(idx).result(), interrupt({"a": "boo"})])
-
-        return {"values": values}
-
-    result = _run_six_resumes(graph.invoke, Command)
-    # `double` value should be cached appropriately when used w/ `interrupt`
-    assert result == {
-        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
-    }
-    assert _count(counter) == 3
-
-    # should all be cached now
-    result = _run_six_resumes(graph.invoke, Command)
-    assert result == {
-        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
-    }
-    assert _count(counter) == 3
-
-    # clear cache
-    double.clear_cache(cache)
-
-    # should recompute now
-    result = _run_six_resumes(graph.invoke, Command)
-    assert result == {
-        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
-    }
-    assert _count(counter) == 6
-
-
-@ported()
-def test_lg_multiple_interrupts_functional_cache_async(api, tmp_path):
-    # Original: test_pregel_async.py::test_multiple_interrupts_functional_cache (a sync
-    # task and body, run with ainvoke). Adapted as the sync port; each ainvoke runs under
-    # its own asyncio.run.
-    counter = tmp_path / "counter"
-    interrupt, Command = api.interrupt, api.Command
-    cache, CachePolicy = cache_and_policy(api)
-
-    @api.task(cache_policy=CachePolicy())
-    def double(x: int) -> int:
-        """Increment the counter."""
-        _bump(counter)
+        bump(counter)
         return 2 * x
 
     @api.entrypoint(checkpointer=api.checkpointer(), cache=cache)
@@ -1115,21 +916,36 @@ def test_lg_multiple_interrupts_functional_cache_async(api, tmp_path):
         return {"values": values}
 
     def invoke(*args):
+        if call == "invoke":
+            return graph.invoke(*args)
         return asyncio.run(graph.ainvoke(*args))
 
-    expected = {"values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"]}
-    assert _run_six_resumes(invoke, Command) == expected
-    assert _count(counter) == 3
+    result = _run_six_resumes(invoke, Command)
+    # `double` value should be cached appropriately when used w/ `interrupt`
+    assert result == {
+        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
+    }
+    assert count(counter) == 3
 
-    assert _run_six_resumes(invoke, Command) == expected
-    assert _count(counter) == 3
+    # should all be cached now
+    result = _run_six_resumes(invoke, Command)
+    assert result == {
+        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
+    }
+    assert count(counter) == 3
 
-    # clear the cache
-    asyncio.run(double.aclear_cache(cache))
+    # clear cache
+    if call == "invoke":
+        double.clear_cache(cache)
+    else:
+        asyncio.run(double.aclear_cache(cache))
 
-    # now should recompute
-    assert _run_six_resumes(invoke, Command) == expected
-    assert _count(counter) == 6
+    # should recompute now
+    result = _run_six_resumes(invoke, Command)
+    assert result == {
+        "values": [2, "a", 2, "b", 4, "c", 4, "d", 6, "e", 6, "f"],
+    }
+    assert count(counter) == 6
 
 
 @ported()
@@ -1313,7 +1129,7 @@ def test_lg_no_redundant_put_writes_for_cached_task(api, tmp_path):
 
     @api.task
     def setup(x: int) -> int:
-        _bump(setup_calls)
+        bump(setup_calls)
         return x
 
     @api.task
@@ -1333,7 +1149,7 @@ def test_lg_no_redundant_put_writes_for_cached_task(api, tmp_path):
     result = workflow.invoke(Command(resume="ans"), config=config)
 
     assert result == {"answer": "ans"}
-    assert _count(setup_calls) == 1  # was: len(non_null put_writes task ids) == 2
+    assert count(setup_calls) == 1  # was: len(non_null put_writes task ids) == 2
 
 
 @ported()
@@ -1345,7 +1161,7 @@ def test_lg_no_redundant_put_writes_for_cached_task_async(api, tmp_path):
 
     @api.task
     async def setup(x: int) -> int:
-        _bump(setup_calls)
+        bump(setup_calls)
         return x
 
     @api.task
@@ -1366,16 +1182,15 @@ def test_lg_no_redundant_put_writes_for_cached_task_async(api, tmp_path):
         result = await workflow.ainvoke(Command(resume="ans"), config=config)
 
         assert result == {"answer": "ans"}
-        assert _count(setup_calls) == 1  # was: len(non_null put_writes task ids) == 2
+        assert count(setup_calls) == 1  # was: len(non_null put_writes task ids) == 2
 
     asyncio.run(main())
 
 
-@ported()
-def test_lg_handles_multiple_interrupts_from_tasks(api):
-    # Original: test_pregel_async.py::test_handles_multiple_interrupts_from_tasks.
-    # Unchanged.
-    interrupt, Command, Interrupt = api.interrupt, api.Command, api.Interrupt
+def participants_program(api: Api) -> Any:
+    """The program of the two tests of interrupts in tasks that follow (written out in
+    each there): a task that asks whether to add a participant, called twice."""
+    interrupt = api.interrupt
 
     @api.task
     async def add_participant(name: str) -> str:
@@ -1394,6 +1209,16 @@ def test_lg_handles_multiple_interrupts_from_tasks(api):
         first = await add_participant("James")
         second = await add_participant("Will")
         return [first, second]
+
+    return program
+
+
+@ported()
+def test_lg_handles_multiple_interrupts_from_tasks(api):
+    # Original: test_pregel_async.py::test_handles_multiple_interrupts_from_tasks.
+    # Unchanged.
+    Command, Interrupt = api.Command, api.Interrupt
+    program = participants_program(api)
 
     async def main():
         config = {"configurable": {"thread_id": "1"}}
@@ -1440,25 +1265,8 @@ def test_lg_handles_multiple_interrupts_from_tasks(api):
 @ported()
 def test_lg_interrupts_in_tasks_surfaced_once(api):
     # Original: test_pregel_async.py::test_interrupts_in_tasks_surfaced_once. Unchanged.
-    interrupt, Command = api.interrupt, api.Command
-
-    @api.task
-    async def add_participant(name: str) -> str:
-        feedback = interrupt(f"Hey do you want to add {name}?")
-
-        if feedback is False:
-            return f"The user changed their mind and doesn't want to add {name}!"
-
-        if feedback is True:
-            return f"Added {name}!"
-
-        raise ValueError("Invalid feedback")
-
-    @api.entrypoint(checkpointer=api.checkpointer())
-    async def program(_state: Any) -> list[str]:
-        first = await add_participant("James")
-        second = await add_participant("Will")
-        return [first, second]
+    Command = api.Command
+    program = participants_program(api)
 
     async def main():
         config = {"configurable": {"thread_id": "1"}}
@@ -1931,8 +1739,8 @@ PICKLED_STATE_GRAPH = (
 def test_lg_multiple_subgraphs_mixed_entrypoint(api, request):
     # Original: test_pregel.py::test_multiple_subgraphs_mixed_entrypoint. Unchanged: the
     # StateGraph subgraphs are LangGraph's on both sides; on paralleltask they travel to
-    # the worker inside the task's closure (the process pool only: the same strict xfail
-    # as in test_langgraph_ported.py).
+    # the worker inside the task's closure (the process pool only: a strict xfail there;
+    # on threads and inline they pass).
     xfail_on(request, api, (PROCESS,), reason=PICKLED_STATE_GRAPH)
     graph_mod = pytest.importorskip("langgraph.graph")
     StateGraph, START = graph_mod.StateGraph, graph_mod.START
