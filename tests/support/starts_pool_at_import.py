@@ -1,5 +1,5 @@
 """A module that starts its pool at import, as a test module or a script might at its
-top, and that workers import for its task and initializer (tests/test_worker_hygiene.py).
+top, and that workers import for its task and initializer (tests/executors/test_worker_hygiene.py).
 In a worker that start must be a no-op, not an error that hides why the task failed."""
 
 import os

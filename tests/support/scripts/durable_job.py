@@ -1,4 +1,4 @@
-# A checkpointed job of N task calls, for tests/test_durable_faults.py (kill -9, Ctrl-C).
+# A checkpointed job of N task calls, for tests/faults/test_durable_faults.py (kill -9, Ctrl-C).
 # argv: <store> <thread_id> <run|resume> <durability> <seq|par> <n> <folder> [<fresh folder>]
 #   run:    invoke((n, shape)) on the thread; prints the result as JSON.
 #   resume: invoke(None) on the thread, then a fresh run of the same input on another

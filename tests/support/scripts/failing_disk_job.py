@@ -1,5 +1,5 @@
 # A checkpointed job of N task calls under durability="sync" on a disk that fails every
-# other commit of results (injected), for tests/test_durability.py (kill after "sync").
+# other commit of results (injected), for tests/checkpoints/test_durability.py (kill after "sync").
 # argv: <store> <thread_id> <run|resume> <n> <folder>
 #   run:    the body makes N calls one at a time; a call whose commit failed fails with
 #           StoreError (caught: the body goes on); a call whose future resolved writes

@@ -1,4 +1,4 @@
-# Processes racing to create one key file (tests/test_store_integrity.py).
+# Processes racing to create one key file (tests/faults/test_store_integrity.py).
 # argv: <folder> <trials> <processes>
 # Each trial: <processes> forked processes wait at one barrier, then all call load_key()
 # for a key file that does not exist yet. Prints one line per trial: the distinct

@@ -1,5 +1,5 @@
 # One checkpointed job, on LangGraph (SqliteSaver) or paralleltask (LMDBStore), for
-# tests/test_kill_resume_differential.py: killed with SIGKILL mid-run, then resumed.
+# tests/checkpoints/test_kill_resume_differential.py: killed with SIGKILL mid-run, then resumed.
 # argv: <langgraph|paralleltask> <store path> <run|resume> <seq|par> <n> <folder>
 # Each execution of call i writes start-<i>-<ns> into <folder> when it starts and
 # end-<i>-<ns> when its work is done (just before it returns). Call i works for

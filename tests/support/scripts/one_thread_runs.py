@@ -1,5 +1,6 @@
-# Many runs on one thread_id of one LMDBStore, for tests/test_durability.py: two of these
-# processes at once must keep every checkpoint of both (seqs are taken in the commit).
+# Many runs on one thread_id of one LMDBStore, for tests/checkpoints/test_durability.py:
+# two of these processes at once must keep every checkpoint of both (seqs are taken in
+# the commit).
 # argv: <store> <thread_id> <tag> <runs>. Prints {"ok": runs} once every run returned
 # its right value.
 import json

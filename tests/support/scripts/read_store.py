@@ -1,4 +1,4 @@
-# Reads everything an LMDBStore holds (tests/test_store_integrity.py), so that a damaged
+# Reads everything an LMDBStore holds (tests/faults/test_store_integrity.py), so that a damaged
 # data file shows how the store takes it: the process must end with a StoreError or
 # misses, never a signal or an error of struct's, pickle's or lmdb's.
 # argv: <store> <number of cache keys> <thread id>

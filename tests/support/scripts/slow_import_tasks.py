@@ -1,5 +1,5 @@
 # A module that takes IMPORT_SECONDS to import, as one importing a heavy library does,
-# with a quick task under a shorter timeout. tests/test_faults.py imports it inside a
+# with a quick task under a shorter timeout. tests/faults/test_faults.py imports it inside a
 # test (as tests.support.scripts.slow_import_tasks), never at its own import time, so that only
 # the workers that run ``quick`` pay for it.
 import time

@@ -1,4 +1,4 @@
-# One of two processes writing one LMDB store at once (tests/test_durable_faults.py).
+# One of two processes writing one LMDB store at once (tests/faults/test_durable_faults.py).
 # argv: <store> <small|big|read> <go file>
 #   small: 40 short calls on thread "small", durability="sync" (one commit per call);
 #   big:   4 calls on thread "big", each returning 2 MB, durability="sync": the store

@@ -1,12 +1,14 @@
-"""LangGraph's own functional-API tests without a checkpoint part, ported to run on
-``langgraph.func`` and ``paralleltask``: streaming as results are produced, entrypoints
-without a checkpointer, generators refused, injected parameters, task names.
+"""LangGraph's own tests of tasks and entrypoints without a checkpointer, ported to run on
+``langgraph.func`` and ``paralleltask``: entrypoints without a checkpointer, generators
+refused, injected parameters, task names.
 
 Source: langchain-ai/langgraph, ``libs/langgraph/tests/test_pregel.py`` and
 ``test_pregel_async.py``. Each test keeps LangGraph's name, prefixed ``test_lg_``, with a
 comment naming the original; each runs twice, once on LangGraph (which proves the port is
-faithful) and once on paralleltask's default process pool (which proves it matches). The
-ported tests with a checkpoint part are in ``tests/test_langgraph_ported_checkpoints.py``.
+faithful) and once on paralleltask's default process pool (which proves it matches). Each
+upstream test is ported once: those with a checkpoint part (most) are in
+``tests/checkpoints/test_langgraph_ported.py``, those of streaming as results are produced
+in ``tests/streaming/test_langgraph_ported.py``.
 
 Tasks are closures (cloudpickled by value), as in LangGraph's tests; the ``states`` lists
 the originals fill are filled by entrypoint bodies, which run in the caller's process on
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from typing import Any
 
 import pytest
@@ -33,72 +34,6 @@ ON_THE_POOL = (LANGGRAPH, PROCESS)
 def api(request) -> Api:
     """The functional API under test, on one implementation."""
     return make_api(request.param)
-
-
-# -- streaming as results are produced ----------------------------------------------------
-
-
-@ported(impls=ON_THE_POOL)
-def test_lg_sync_streaming_with_functional_api(api):
-    # Original: test_pregel.py::test_sync_streaming_with_functional_api. Unchanged.
-    time_delay = 0.05
-
-    @api.task()
-    def slow() -> dict:
-        time.sleep(time_delay)
-        return {"tic": time.monotonic()}
-
-    @api.entrypoint()
-    def graph(inputs: dict) -> list:
-        first = slow().result()
-        second = slow().result()
-        return [first, second]
-
-    arrival_times = []
-
-    for chunk in graph.stream({}):
-        if "slow" not in chunk:  # We'll just look at the updates from `slow`
-            continue
-        arrival_times.append(time.monotonic())
-
-    assert len(arrival_times) == 2
-    delta = arrival_times[1] - arrival_times[0]
-    # Allow a small amount of scheduler jitter while still verifying the chunks
-    # arrived separately rather than back-to-back after graph completion.
-    assert delta > time_delay * 0.8
-
-
-@ported(impls=ON_THE_POOL)
-def test_lg_async_streaming_with_functional_api(api):
-    # Original: test_pregel_async.py::test_async_streaming_with_functional_api. Unchanged
-    # (the loop time a worker returns is only carried, never compared).
-    time_delay = 0.01
-
-    @api.task()
-    async def slow() -> dict:
-        await asyncio.sleep(time_delay)  # Simulate a delay of 10 ms
-        return {"tic": asyncio.get_running_loop().time()}
-
-    @api.entrypoint()
-    async def graph(inputs: dict) -> list:
-        first = await slow()
-        second = await slow()
-        return [first, second]
-
-    async def main():
-        arrival_times = []
-
-        async for chunk in graph.astream({}):
-            if "slow" not in chunk:  # We'll just look at the updates from `slow`
-                continue
-            arrival_times.append(asyncio.get_running_loop().time())
-        return arrival_times
-
-    arrival_times = asyncio.run(main())
-    assert len(arrival_times) == 2
-    delta = arrival_times[1] - arrival_times[0]
-    # Delta cannot be less than 10 ms if it is streaming as results are generated.
-    assert delta > time_delay
 
 
 # -- entrypoints: previous, generators, injected parameters --------------------------------

@@ -9,7 +9,7 @@ prefixed ``test_lg_``, with a comment naming the original; each runs on LangGrap
 proves the port is faithful) and on paralleltask with each of its executors (process pool,
 threads, inline). Each upstream test is ported once: here whole, checkpoint parts
 included; the ported tests that have no checkpoint part are in
-``tests/test_langgraph_ported.py``.
+``tests/api/test_langgraph_ported.py`` and ``tests/streaming/test_langgraph_ported.py``.
 
 What is adapted:
 
