@@ -23,11 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.impls import LANGGRAPH, PROCESS, Api, make_api
-from tests.support.ported import ported
-
-#: LangGraph, and paralleltask on its default executor (the process pool).
-ON_THE_POOL = (LANGGRAPH, PROCESS)
+from tests.support.impls import Api, make_api
+from tests.support.ported import ON_THE_POOL, ported
 
 
 @pytest.fixture

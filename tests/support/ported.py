@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 import paralleltask
-from tests.support.impls import IMPLS, Api
+from tests.support.impls import IMPLS, LANGGRAPH, PROCESS, Api
 
 DURABILITIES = ("sync", "async", "exit")
+#: LangGraph, and paralleltask on its default executor (the process pool).
+ON_THE_POOL = (LANGGRAPH, PROCESS)
 
 
 def ported(*, impls: tuple[str, ...] = IMPLS, durability: bool = False):
