@@ -17,7 +17,6 @@ from typing import Any
 from . import _context, serde
 from ._inject import injections
 from ._timeout import Progress, watched
-from .errors import SerializationError
 from .executors.base import CANCELLED, Call, CalledTask, Executor
 from .run import Run
 
@@ -99,15 +98,8 @@ def outcome_of_value(call: Call, value: Any, serializes: bool) -> tuple[bool, An
     try:
         return True, serde.copy_value(value)
     except Exception as exc:
-        return False, result_error(call.task.name, value, exc)
-
-
-def result_error(task_name: str, value: Any, exc: BaseException) -> SerializationError:
-    return SerializationError(
-        f"Task {task_name!r}: its result ({type(value).__name__}) cannot be pickled "
-        f"to bring it back from the worker: {type(exc).__name__}: {exc}",
-        task=task_name,
-    )
+        detail = f"{type(exc).__name__}: {exc}"
+        return False, serde.result_error(call.task.name, type(value).__name__, detail)
 
 
 def run_sync(call: Call, serializes: bool, inner: Executor) -> None:

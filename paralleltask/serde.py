@@ -57,6 +57,16 @@ def _argument_error(task_name: str, args: tuple, kwargs: dict, exc: Exception) -
     )
 
 
+def result_error(task_name: str, type_name: str, detail: str) -> SerializationError:
+    """A task's result of type ``type_name`` would not pickle (``detail`` says why):
+    the one wording, whichever executor found it."""
+    return SerializationError(
+        f"Task {task_name!r}: its result ({type_name}) cannot be pickled to bring it "
+        f"back from the worker: {detail}",
+        task=task_name,
+    )
+
+
 def copy_value(value: Any) -> Any:
     """Round-trip ``value`` through the wire format: what a worker's caller would get."""
     return loads(dumps(value))

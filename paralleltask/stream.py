@@ -18,9 +18,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from . import serde
 from .errors import GraphInterrupt
 
 #: Modes paralleltask produces, as LangGraph names them.
@@ -119,6 +120,22 @@ class Sink:
             # (an interrupted task has no result yet: LangGraph streams none)
             result = {"__return__": value} if ok else {}
             self.task_finished(call_task_id(call), call.task.name, None if ok else value, result)
+
+
+class SendingSink(Sink):
+    """The sink of a call's run far from the parent (a pool worker, a Dask worker):
+    each chunk is pickled and sent at once, tagged with its call, through ``send``."""
+
+    def __init__(
+        self, modes: frozenset[str], call_id: int, send: Callable[[int, str, bytes], None]
+    ) -> None:
+        super().__init__(modes)
+        self._call_id = call_id
+        self._send = send
+
+    def emit(self, mode: str, chunk: Any) -> None:
+        if mode in self.modes:
+            self._send(self._call_id, mode, serde.dumps(chunk))
 
 
 def interrupt_dicts(interrupts: Any) -> list[dict]:

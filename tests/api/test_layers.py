@@ -7,19 +7,18 @@ an import circle cannot come back hidden in a function.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-importlinter_cli = pytest.importorskip("importlinter.cli")
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+importlinter_cli = pytest.importorskip("importlinter.cli")
 
 
 def test_no_module_imports_a_layer_above_it(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = importlinter_cli.lint_imports(
-        config_filename=os.fspath(ROOT / ".importlinter"), no_cache=True, no_logo=True
+        config_filename=os.path.join(ROOT, ".importlinter"), no_cache=True, no_logo=True
     )
     report = capsys.readouterr().out
     assert code == 0, report
