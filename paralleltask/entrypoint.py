@@ -23,7 +23,7 @@ from ._body import run_async, run_sync
 from ._body_threads import run_body
 from ._cache import as_cache_policy, identity_prefix
 from ._checkpoint import ThreadRun, open_thread
-from ._compat import refuse_unknown, renamed
+from ._compat import refuse, refuse_unknown, renamed
 from ._inject import injected_parameters
 from ._retry import as_policies
 from ._run_config import (
@@ -37,7 +37,6 @@ from ._run_config import (
 )
 from ._state import history, snapshot, update_state
 from ._timeout import as_timeout_policy, sync_refused
-from ._unsupported import refuse
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
