@@ -8,7 +8,6 @@ run's checkpoints, ``_state`` reads and updates a thread's state.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import contextvars
 import copy
 import functools
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _context
+from ._batch import abatch, batch
 from ._body import run_async, run_sync
 from ._body_threads import run_body
 from ._cache import as_cache_policy, identity_prefix
@@ -27,7 +27,6 @@ from ._compat import refuse, refuse_unknown, renamed
 from ._inject import injected_parameters
 from ._retry import as_policies
 from ._run_config import (
-    batch_configs,
     check_call,
     coerced_context,
     merged_config,
@@ -178,25 +177,10 @@ class Entrypoint:
         )
         self._refuse_sync_of_async()
         if stream_mode != "values":
-            stream = self.stream(
-                input,
-                config,
-                context=context,
-                stream_mode=stream_mode,
-                durability=durability,
-                version=version,
-            )
-            return list(stream)
+            options = _options(context, stream_mode, durability, version)
+            return list(self.stream(input, config, **options))
         refuse_v2_values(version)
-        info = self._info(config, context, ())
-        ledger = Ledger()
-        run = Run(
-            self._executor(),
-            info=info,
-            cache=self.cache,
-            thread=self._thread(info.config, durability, None, ledger),
-            ledger=ledger,
-        )
+        run = self._sync_run(self._info(config, context, ()), None, durability)
         return run_sync(self, run, input)
 
     async def ainvoke(
@@ -216,15 +200,8 @@ class Entrypoint:
             f"{self.name}.ainvoke", self._bound_config, config, durability, kwargs
         )
         if stream_mode != "values":
-            stream = self.astream(
-                input,
-                config,
-                context=context,
-                stream_mode=stream_mode,
-                durability=durability,
-                version=version,
-            )
-            return [chunk async for chunk in stream]
+            options = _options(context, stream_mode, durability, version)
+            return [chunk async for chunk in self.astream(input, config, **options)]
         refuse_v2_values(version)
         info = self._info(config, context, ())
         return await self._execute_async(input, info, None, durability)
@@ -276,15 +253,7 @@ class Entrypoint:
     ) -> Iterator[Any]:
         info = self._info(config, context, modes)
         sink = StreamSink(modes)
-        ledger = Ledger()
-        run = Run(
-            self._executor(),
-            info=info,
-            sink=sink,
-            cache=self.cache,
-            thread=self._thread(info.config, durability, sink, ledger),
-            ledger=ledger,
-        )
+        run = self._sync_run(info, sink, durability)
         outcome: list[BaseException] = []
 
         def body() -> None:
@@ -345,15 +314,26 @@ class Entrypoint:
         call = functools.partial(contextvars.copy_context().run, run_sync, self, run, input)
         return await loop.run_in_executor(None, call)
 
+    def _sync_run(self, info: RunInfo, sink: Sink | None, durability: str | None) -> Run:
+        """The run of ``invoke``/``stream``, its body in a thread of the caller's."""
+        executor = self._executor()
+        ledger = Ledger()
+        thread = self._thread(info.config, durability, sink, ledger, stacklevel=4)
+        return Run(executor, info=info, sink=sink, cache=self.cache, thread=thread, ledger=ledger)
+
     def _thread(
-        self, config: dict, durability: str | None, sink: Sink | None, ledger: Ledger
+        self,
+        config: dict,
+        durability: str | None,
+        sink: Sink | None,
+        ledger: Ledger,
+        stacklevel: int = 3,
     ) -> ThreadRun | None:
         """The run's checkpoints on its thread, or None without a checkpointer."""
         if self.checkpointer is None:
-            if durability is not None:  # as LangGraph warns
-                warnings.warn(  # stacklevel 3: the caller of invoke() & co.
-                    "`durability` has no effect when no checkpointer is present.", stacklevel=3
-                )
+            if durability is not None:  # as LangGraph warns, at the caller of invoke() & co.
+                message = "`durability` has no effect when no checkpointer is present."
+                warnings.warn(message, stacklevel=stacklevel)
             return None
         return open_thread(self.checkpointer, config, self.name, durability, sink, ledger)
 
@@ -400,21 +380,8 @@ class Entrypoint:
         results in input order. With ``return_exceptions`` a failed run gives its
         exception in its place; else the first failure is raised. ``config``: one for
         all, or one per input; its ``max_concurrency`` caps the runs at once."""
-        configs = batch_configs(inputs, config)
-        if not inputs:
-            return []
-
-        def one(pair: tuple[Any, Any]) -> Any:
-            try:
-                return self.invoke(pair[0], pair[1], **kwargs)
-            except Exception as exc:
-                if return_exceptions:
-                    return exc
-                raise
-
-        most = (configs[0] or {}).get("max_concurrency") or min(32, len(inputs))
-        with cf.ThreadPoolExecutor(most, thread_name_prefix=f"paralleltask-{self.name}") as runs:
-            return list(runs.map(one, zip(inputs, configs, strict=True)))
+        invoke = functools.partial(self.invoke, **kwargs)
+        return batch(invoke, inputs, config, return_exceptions, f"paralleltask-{self.name}")
 
     async def abatch(
         self,
@@ -425,20 +392,8 @@ class Entrypoint:
         **kwargs: Any,
     ) -> list[Any]:
         """``ainvoke`` each input concurrently on the caller's loop (see :meth:`batch`)."""
-        configs = batch_configs(inputs, config)
-        most = (configs[0] or {}).get("max_concurrency") if configs else None
-        gate = asyncio.Semaphore(most) if most else None
-
-        async def one(input: Any, config: Any) -> Any:
-            if gate is None:
-                return await self.ainvoke(input, config, **kwargs)
-            async with gate:
-                return await self.ainvoke(input, config, **kwargs)
-
-        runs = [one(input, config) for input, config in zip(inputs, configs, strict=True)]
-        return await asyncio.gather(*runs, return_exceptions=return_exceptions)
-
-    # -- LangGraph's state methods --------------------------------------------------
+        ainvoke = functools.partial(self.ainvoke, **kwargs)
+        return await abatch(ainvoke, inputs, config, return_exceptions)
 
     # -- LangGraph's state methods --------------------------------------------------
 
@@ -505,3 +460,13 @@ class Entrypoint:
 
     def __repr__(self) -> str:
         return f"<entrypoint {self.name!r}>"
+
+
+def _options(context: Any, stream_mode: Any, durability: str | None, version: str) -> dict:
+    """``invoke``'s options, for the ``stream`` it becomes in another ``stream_mode``."""
+    return {
+        "context": context,
+        "stream_mode": stream_mode,
+        "durability": durability,
+        "version": version,
+    }
