@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from . import _context
 from ._batch import abatch, batch
 from ._body import run_async, run_sync
-from ._body_threads import run_body
+from ._body_threads import stream_beside
 from ._cache import as_cache_policy, identity_prefix
 from ._checkpoint import ThreadRun, open_thread
 from ._compat import refuse, refuse_unknown, renamed
@@ -254,26 +254,9 @@ class Entrypoint:
         info = self._info(config, context, modes)
         sink = StreamSink(modes)
         run = self._sync_run(info, sink, durability)
-        outcome: list[BaseException] = []
-
-        def body() -> None:
-            try:
-                run_sync(self, run, input)
-            except BaseException as exc:
-                outcome.append(exc)
-            finally:
-                sink.end()
-
-        ran = run_body(functools.partial(contextvars.copy_context().run, body))
-        try:
-            yield from sink.chunks(single, version)
-        except BaseException:  # Ctrl-C, or the consumer stopped iterating
-            run.stop()
-            raise
-        finally:
-            ran.result()
-        if outcome:
-            raise outcome[0]
+        body = functools.partial(run_sync, self, run, input)
+        # (yield from: closing this generator closes that one, which stops the run)
+        yield from stream_beside(body, sink, run.stop, single, version)
 
     async def _stream_async(self, input, config, context, modes, single, version, durability):
         sink = StreamSink(modes, asyncio.get_running_loop())
