@@ -298,7 +298,8 @@ class Entrypoint:
         return await loop.run_in_executor(None, call)
 
     def _sync_run(self, info: RunInfo, sink: Sink | None, durability: str | None) -> Run:
-        """The run of ``invoke``/``stream``, its body in a thread of the caller's."""
+        """The run of ``invoke``/``stream``: a sync body's, run in a thread (the caller's,
+        or for ``stream`` a kept one), its task calls' futures ``cf.Future``."""
         executor = self._executor()
         ledger = Ledger()
         thread = self._thread(info.config, durability, sink, ledger, stacklevel=4)
