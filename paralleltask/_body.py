@@ -102,6 +102,8 @@ class _Steps:
     """Steps a driver through: iterating gives its next step; ``with`` around doing the
     step keeps the step's exception (any, Ctrl-C too), thrown into the driver next."""
 
+    __slots__ = ("_driver", "_result", "_thrown", "sent")
+
     def __init__(self, driver: Generator[tuple[str, Any], Any, Any]) -> None:
         self._driver = driver
         self.sent: Any = None  # the step's value, sent to the driver
