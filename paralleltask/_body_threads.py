@@ -1,7 +1,8 @@
-"""Threads kept for the bodies of sync ``stream()`` runs.
+"""The body of a sync ``stream()`` run, beside its consumer, in a thread kept for it.
 
-A streamed body runs beside its consumer. Starting a thread for each run cost ~2.5 % of a
-streamed W2 (the start-up handshake, and a cold thread); a kept thread is woken instead.
+A streamed body runs beside its consumer, which iterates the chunks it streams. Starting
+a thread for each run cost ~2.5 % of a streamed W2 (the start-up handshake, and a cold
+thread); a kept thread is woken instead.
 A thread is only reused once idle, so a body that waits on another stream never waits
 for a thread. At exit, running bodies finish and idle threads go (the stdlib pool's rule).
 """
@@ -9,9 +10,15 @@ for a thread. At exit, running bodies finish and idle threads go (the stdlib poo
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
+import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .stream import StreamSink
 
 #: High enough never to queue a body behind another: only as many threads as streams
 #: that ran at once are ever started.
@@ -19,6 +26,34 @@ _MOST_AT_ONCE = 1 << 16
 
 _lock = threading.Lock()
 _threads: cf.ThreadPoolExecutor | None = None
+
+
+def stream_beside(
+    body: Callable[[], Any], sink: StreamSink, stop: Callable[[], None], single: bool, version: str
+) -> Iterator[Any]:
+    """Run ``body`` in a kept thread (in a copy of this context) and yield the chunks it
+    streams to ``sink`` as they come; then raise what it raised. ``stop`` stops the run
+    when the consumer stops iterating (or is interrupted) first."""
+    outcome: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            body()
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            sink.end()  # the consumer's iteration ends once it has read all
+
+    ran = run_body(functools.partial(contextvars.copy_context().run, in_thread))
+    try:
+        yield from sink.chunks(single, version)
+    except BaseException:  # Ctrl-C, or the consumer stopped iterating
+        stop()
+        raise
+    finally:
+        ran.result()  # the thread has ended: the body's outcome is in `outcome`
+    if outcome:
+        raise outcome[0]
 
 
 def run_body(body: Callable[[], None]) -> cf.Future:

@@ -19,30 +19,32 @@ it has one more), ``r`` the answers given to the slot's ``interrupt()`` calls.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import re
-import secrets
-import struct
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import serde
 from ._nested import NestedSlots
+from ._records import (
+    ANSWERS,
+    BODY,
+    ERROR,
+    OUTCOME,
+    PENDING,
+    call_slot,
+    checkpoint_payload,
+    maker,
+    with_parent,
+)
+from ._run_config import check_durability, config_metadata, thread_id_of
 from ._scratch import NO_ANSWER, Scratch
 from .errors import EmptyInputError, StoreError
 from .stores.base import MISS, Ledger, OnCommit, Store
-from .stream import interrupt_dicts
-from .types import Interrupt, PregelTask, StateSnapshot
+from .types import Interrupt
 
 if TYPE_CHECKING:
     from .stream import Sink
 
-DURABILITIES = ("sync", "async", "exit")
-BODY = b""
-OUTCOME, ERROR, PENDING, ANSWERS = b"o", b"e", b"i", b"r"
-_SLOT = struct.Struct(">I")
 _NOTHING = object()
 
 
@@ -60,84 +62,6 @@ def is_resume_map(answer: Any) -> bool:
     return isinstance(answer, dict) and all(
         isinstance(key, str) and _INTERRUPT_ID.fullmatch(key) for key in answer
     )
-
-
-def call_slot(index: int) -> bytes:
-    """The slot of the body's ``index``-th task call (0-based); sorts in call order."""
-    return _SLOT.pack(index + 1)
-
-
-def thread_id_of(config: dict | None, reading: bool = False) -> str:
-    """The config's ``thread_id``, or LangGraph's error without one: a ValueError
-    naming the keys when a run has no ``configurable`` at all, else KeyError."""
-    configurable = (config or {}).get("configurable")
-    if not configurable and not reading:
-        raise ValueError(
-            "Checkpointer requires one or more of the following 'configurable' keys: "
-            "thread_id, checkpoint_ns, checkpoint_id"
-        )
-    if configurable is None:
-        raise KeyError("configurable")
-    if configurable.get("thread_id") is None:
-        raise KeyError("thread_id")
-    return str(configurable["thread_id"])
-
-
-def check_durability(durability: str | None) -> str:
-    if durability is None:
-        return "async"
-    if durability not in DURABILITIES:
-        raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
-    return durability
-
-
-#: Config keys LangGraph leaves out of a checkpoint's metadata.
-_UNRECORDED_KEYS = frozenset(
-    {
-        "thread_id",
-        "checkpoint_ns",
-        "checkpoint_id",
-        "checkpoint_map",
-        "langgraph_step",
-        "langgraph_node",
-        "langgraph_triggers",
-        "langgraph_path",
-        "langgraph_checkpoint_ns",
-    }
-)
-
-
-def config_metadata(config: dict | None) -> dict:
-    """What a run's config adds to its checkpoints' metadata, by LangGraph's rules: the
-    config's ``metadata``, then its ``configurable``, scalar values only (the first of a
-    key wins), none of LangGraph's own keys nor those starting with ``__``."""
-    recorded: dict = {}
-    for source in ((config or {}).get("metadata"), (config or {}).get("configurable")):
-        for key, value in (source or {}).items():
-            if key in recorded or key in _UNRECORDED_KEYS or key.startswith("__"):
-                continue
-            if isinstance(value, str):
-                recorded[key] = value.replace("\u0000", "")
-            elif isinstance(value, (int, bool, float)):
-                recorded[key] = value
-    return recorded
-
-
-def new_checkpoint_id(seq: int) -> str:
-    """A UUID-shaped id that sorts as the checkpoint's ``seq`` and names it uniquely."""
-    return str(uuid.UUID(int=(seq << 80) | secrets.randbits(80)))
-
-
-def seq_of(checkpoint_id: str) -> int:
-    try:
-        return uuid.UUID(checkpoint_id).int >> 80
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"not a checkpoint_id of this store: {checkpoint_id!r}") from None
-
-
-def entry_task_id(record: dict, name: str) -> str:
-    digest = hashlib.sha256(f"{record['checkpoint_id']}|{name}".encode()).digest()
-    return str(uuid.UUID(bytes=digest[:16]))
 
 
 def as_command(value: Any) -> Any:
@@ -229,7 +153,7 @@ class ThreadRun:
         # `latest`, gets the next (both records have `latest` as parent: two branches,
         # as two forks). Under "sync" the body starts once the record is committed;
         # under "exit" the seq is only taken: the record is written if the run fails.
-        make = _maker(
+        make = maker(
             self.thread_id,
             latest,
             source="input",
@@ -403,7 +327,7 @@ class ThreadRun:
         if exit:  # the input record is not written: it is skipped, and so are its writes
             self._held.clear()
         body = ("ok", self.name, serde.dumps(value))  # (fails here if it will not pickle)
-        make = _maker(
+        make = maker(
             self.thread_id,
             self.record,
             source="loop",
@@ -416,7 +340,7 @@ class ThreadRun:
         )
         if exit:
             parent_id = self.record["parent_id"]
-            make = _with_parent(make, parent_id)
+            make = with_parent(make, parent_id)
         # The seq is taken before the body's outcome is queued: taking it reads the
         # thread's last record, which waits for a commit under way; queued together,
         # both go in one commit.
@@ -478,149 +402,29 @@ class ThreadRun:
             sink.emit("debug", {**event, "type": "checkpoint", "payload": payload})
 
 
-def _maker(thread_id: str, parent: dict | None, **fields: Any) -> Callable[[int], dict]:
-    """How to build a record once the store has given it its ``seq`` (see
-    :meth:`Store.checkpoint_add`); ``parent`` is the record the run started from."""
-    parent_id = parent["checkpoint_id"] if parent else None
-    created_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
-
-    def make(seq: int) -> dict:
-        return {
-            "thread_id": thread_id,
-            "seq": seq,
-            "checkpoint_id": new_checkpoint_id(seq),
-            "parent_id": parent_id,
-            "created_at": created_at,
-            **fields,
-        }
-
-    return make
-
-
-def _with_parent(make: Callable[[int], dict], parent_id: str | None) -> Callable[[int], dict]:
-    def make_with_parent(seq: int) -> dict:
-        return {**make(seq), "parent_id": parent_id}
-
-    return make_with_parent
+def open_thread(
+    store: Store,
+    config: dict,
+    name: str,
+    durability: str | None,
+    sink: Sink | None,
+    ledger: Ledger,
+) -> ThreadRun:
+    """The run's checkpoints on the config's thread, from its latest checkpoint."""
+    durability = check_durability(durability)
+    thread_id = thread_id_of(config)
+    checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+    if checkpoint_id and not _is_latest(store, thread_id, checkpoint_id):
+        raise NotImplementedError(
+            "invoke() from a given checkpoint_id (time travel) is not supported: "
+            "paralleltask resumes a thread from its latest checkpoint; leave "
+            "checkpoint_id out of the config (or give the latest one's)"
+        )
+    metadata = config_metadata(config)
+    return ThreadRun(store, thread_id, name, durability, sink, metadata, ledger)
 
 
-def _config(record: dict, checkpoint_id: str | None = None) -> dict:
-    return {
-        "configurable": {
-            "thread_id": record["thread_id"],
-            "checkpoint_ns": "",
-            "checkpoint_id": checkpoint_id or record["checkpoint_id"],
-        }
-    }
-
-
-def checkpoint_payload(record: dict, name: str, interrupts: tuple = ()) -> dict:
-    """A record as LangGraph's ``checkpoints`` stream chunk (and debug payload) shows it."""
-    parent = record["parent_id"]
-    pending = tuple(interrupt_dicts(interrupts))
-    return {
-        "config": _config(record),
-        "parent_config": _config(record, parent) if parent else None,
-        "values": record["values"],
-        "metadata": _metadata(record),
-        "next": list(record["next"]),
-        "tasks": [
-            {"id": entry_task_id(record, name), "name": name, "interrupts": pending, "state": None}
-            for name in record["next"]
-        ],
-    }
-
-
-def _metadata(record: dict) -> dict:
-    metadata = {"source": record["source"], "step": record["step"], "parents": {}}
-    for key, value in record.get("metadata", {}).items():  # none in older records
-        metadata.setdefault(key, value)
-    return metadata
-
-
-# -- reading a thread's state (get_state & co.) ----------------------------------------
-
-
-def update(
-    store: Store, thread_id: str, values: Any, metadata: dict, checkpoint_id: str | None = None
-) -> dict:
-    """``update_state``: a new record holding ``values`` (and them as ``previous``),
-    the thread's latest. From an older ``checkpoint_id`` it forks, as LangGraph: that
-    checkpoint is its parent and gives its step; the history keeps both branches."""
+def _is_latest(store: Store, thread_id: str, checkpoint_id: str) -> bool:
+    """``checkpoint_id`` is the thread's latest (a state's config, say): no travel."""
     latest = store.checkpoint_get(thread_id)
-    base = latest
-    if checkpoint_id and (latest is None or checkpoint_id != latest["checkpoint_id"]):
-        base = store.checkpoint_get(thread_id, seq_of(checkpoint_id))
-        if base is None or base["checkpoint_id"] != checkpoint_id:
-            raise ValueError(
-                f"update_state: thread {thread_id!r} has no checkpoint {checkpoint_id!r}"
-            )
-    make = _maker(
-        thread_id,
-        base,
-        source="update",
-        metadata=metadata,
-        step=base["step"] + 1 if base else 0,
-        values=values,
-        previous=values,
-        next=(),
-        input=None,
-    )
-    return _config(store.checkpoint_add(thread_id, make, wait=True))  # or StoreError
-
-
-def snapshot(store: Store, config: dict, name: str) -> StateSnapshot:
-    """The state at the config's ``checkpoint_id``, or the latest one (whose
-    interrupts are those still waiting for an answer)."""
-    thread_id = thread_id_of(config, reading=True)
-    checkpoint_id = config["configurable"].get("checkpoint_id")
-    if config["configurable"].get("checkpoint_ns"):  # not the root's: nothing there
-        record = None
-    elif checkpoint_id:
-        record = store.checkpoint_get(thread_id, seq_of(checkpoint_id))
-        if record is not None and record["checkpoint_id"] != checkpoint_id:
-            record = None
-    else:
-        record = store.checkpoint_get(thread_id)
-    if record is None:
-        return StateSnapshot({}, (), config, None, None, None, (), ())
-    return snapshot_of(store, record, name, pending_only=not checkpoint_id)
-
-
-def snapshot_of(store: Store, record: dict, name: str, pending_only: bool = False) -> StateSnapshot:
-    tasks: tuple = ()
-    interrupts: tuple = ()
-    if record["next"]:
-        thread_id, seq = record["thread_id"], record["seq"]
-        body = store.write_get(thread_id, seq, OUTCOME + BODY)
-        result = None if body is MISS else serde.loads(body[2])
-        failed = store.write_get(thread_id, seq, ERROR + BODY)
-        error = None if failed is MISS else failed[2]
-        answers = {slot: len(e[2]) for slot, e in store.write_items(thread_id, seq, ANSWERS)}
-        interrupts = tuple(
-            pause
-            for slot, entry in store.write_items(thread_id, seq, PENDING)
-            if not pending_only or answers.get(slot, 0) <= entry[3]
-            for pause in entry[2]
-        )
-        task = PregelTask(
-            entry_task_id(record, name),
-            name,
-            ("__pregel_pull", name),
-            error,
-            interrupts,
-            None,
-            result,
-        )
-        tasks = (task,)
-    parent = record["parent_id"]
-    return StateSnapshot(
-        values=record["values"],
-        next=tuple(record["next"]),
-        config=_config(record),
-        metadata=_metadata(record),
-        created_at=record["created_at"],
-        parent_config=_config(record, parent) if parent else None,
-        tasks=tasks,
-        interrupts=interrupts,
-    )
+    return latest is not None and latest["checkpoint_id"] == checkpoint_id

@@ -1,9 +1,13 @@
-"""LangGraph's older names and its options with nothing to do here, taken as it takes them.
+"""LangGraph's arguments that paralleltask takes otherwise: older names, options with
+nothing to do here, and parameters not built yet, each taken as LangGraph takes it or
+refused with the reason.
 
 A program written for ``langgraph.func`` may still say ``task(retry=...)`` or pass
 ``debug=False`` to ``stream``: the deprecated names work (with LangGraph's warning), an
 option left at its "off" value is accepted, and one that asks for something paralleltask
-does not do is refused with the reason, never silently ignored.
+does not do is refused with the reason, never silently ignored. A parameter of the
+public contract not built yet (``entrypoint(store=...)``) is refused too: accepted and
+ignored, it would silently change a program's meaning.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ _INERT_RUN_OPTIONS: dict[str, tuple[tuple, str]] = {
     "interrupt_after": ((None, (), []), "call interrupt() in the body or in a task"),
     "control": ((None,), "LangGraph's run control has no counterpart here"),
     "debug": ((None, False), "use stream_mode='debug'"),
+}
+
+#: Which release of the contract brings each parameter not built yet.
+PLANNED = {
+    "store": "LangGraph's long-term memory store",
 }
 
 
@@ -53,4 +62,16 @@ def drop_inert_run_options(method: str, kwargs: dict) -> None:
         if not any(value == inert for inert in off):
             raise NotImplementedError(
                 f"{method}({name}={value!r}) is not supported by paralleltask: {reason}"
+            )
+
+
+def refuse(where: str, **values: Any) -> None:
+    """Raise NotImplementedError for the first of ``values`` that is set."""
+    for parameter, value in values.items():
+        if value is not None:
+            raise NotImplementedError(
+                f"{where}({parameter}=...) is not supported by this version of "
+                f"paralleltask: it arrives with {PLANNED[parameter]}. Leave it unset "
+                "(or keep this program on langgraph.func until then); paralleltask "
+                "refuses it rather than silently ignoring it."
             )
