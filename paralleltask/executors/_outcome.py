@@ -89,12 +89,3 @@ def crash_error(call: _call.CallItem, pid: int | None, exitcode: int | None) -> 
         task=call.task.name,
         exitcode=exitcode,
     )
-
-
-def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
-    """Variables set in every worker: thread pins unless the user set them, then overrides."""
-    from ..worker import PINNED_THREAD_VARIABLES
-
-    env = {name: "1" for name in PINNED_THREAD_VARIABLES if name not in os.environ}
-    env.update(overrides or {})
-    return env

@@ -19,7 +19,7 @@ from .._call import CANCELLED, CallItem
 from .._protocol import OK
 from ..errors import WorkerCrashedError
 from ._dask_call import run_call
-from ._pool import decode_outcome
+from ._outcome import decode_outcome
 from .base import Executor
 from .process import check_picklable
 
