@@ -69,7 +69,7 @@ def test_the_docstring_names_every_message_and_its_fields_as_the_code_has_them()
 
 def test_messages_travel_as_plain_tuples_and_come_back_named():
     order = CallOrder(7, 3, None, b"args", False, 11, b"run", (1, 0.0))
-    data = dumps_call(Call(CALL, [order], (5,)))
+    data = dumps_call([order], (5,))
     raw = pickle.loads(data)
     assert type(raw) is tuple and type(raw[1][0]) is tuple
     assert b"CallOrder" not in data and b"_protocol" not in data

@@ -10,7 +10,7 @@ timeout, or a suspect of a crash, runs on an empty worker alone.
 from __future__ import annotations
 
 from .._call import CANCELLED
-from .._protocol import CALL, Call, CallOrder, dumps_call
+from .._protocol import CallOrder, dumps_call
 from ._known import FUNCTIONS_KEPT
 from ._pool_timers import CallTimer
 from ._worker_handle import WorkerHandle
@@ -78,7 +78,7 @@ class AssignMixin:
             held = {c.task.task_id for c in (*worker.sync_calls, *worker.async_calls.values())}
             forget = known.evict(held)
         worker.send_lock.acquire()
-        return dumps_call(Call(CALL, items, forget))
+        return dumps_call(items, forget)
 
     def _refill_locked(self, worker: WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it.
