@@ -1,7 +1,8 @@
 """What a worker's end means to the parent: its outcomes decoded, its exit described.
 
 Split from ``_pool.py`` (which keeps the bookkeeping): decoding a DONE's ``(status, blob)``
-(shared with the Dask executor), the errors of a crash, and how a process is killed.
+and delivering it (shared with the Dask executor), the errors of a crash, and how a
+process is killed.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
     if status == CANCELLED:
         return False, _call.CANCELLED
     raise AssertionError(f"unknown outcome status {status}")
+
+
+def deliver_outcome(call: _call.CallItem, status: int, blob: Any) -> None:
+    """Decode a worker's ``(status, blob)`` and deliver it to ``call``, with the result's
+    bytes (the cache and the checkpoint store them as they are)."""
+    ok, value = decode_outcome(call, status, blob)
+    call.deliver(ok, value, blob if status == OK else None)
 
 
 def kill(process) -> None:

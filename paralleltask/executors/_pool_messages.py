@@ -17,7 +17,6 @@ from .._protocol import (
     EVENT,
     HEARTBEAT,
     KEEP,
-    OK,
     READY,
     STARTED,
     STOP,
@@ -32,7 +31,7 @@ from .._protocol import (
     dumps,
     loads,
 )
-from ._outcome import decode_outcome
+from ._outcome import deliver_outcome
 from ._worker_handle import WorkerHandle
 
 
@@ -134,5 +133,4 @@ class MessagesMixin:
         if stop:  # after its last DONE: it exits, and the dispatcher sees it go
             worker.send(dumps(Stop(STOP)))
         for call, status, blob in finished:
-            ok, value = decode_outcome(call, status, blob)
-            call.deliver(ok, value, blob if status == OK else None)
+            deliver_outcome(call, status, blob)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from .._call import CallItem
 from .._protocol import CANCEL, Cancel, dumps
 from .._timeout import next_check, timeout_error
 from ._outcome import kill
+from ._worker_handle import WorkerHandle
 
 #: How long a timed-out async call may take to stop after its CANCEL before its worker
 #: is deemed wedged (an event loop blocked by code that never yields) and replaced.
@@ -30,7 +30,7 @@ class CallTimer:
     when the worker says STARTED: ``started`` and ``last_progress`` are None until then."""
 
     call: CallItem
-    worker: Any  # its WorkerHandle
+    worker: WorkerHandle
     started: float | None = None
     last_progress: float | None = None
 
