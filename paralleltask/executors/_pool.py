@@ -27,8 +27,8 @@ What each actor owns:
   each worker has already received (so a function is pickled and sent once).
 
 Prefetch: a worker may hold more than one sync call, so it never waits a round trip for
-its next one. How many is adaptive: about ``PREFETCH_SECONDS`` of work, from the run
-times workers report for each task, between 1 (a task whose calls take
+its next one. How many is adaptive (``_prefetch.py``): about ``PREFETCH_SECONDS`` of
+work, from the run times workers report for each task, between 1 (a task whose calls take
 ``PREFETCH_SECONDS`` or more, or a task not seen yet: no prefetch, no head-of-line
 blocking) and ``MAX_PREFETCH`` (tiny calls, sent in batches).
 A call queued behind a long one waits for it even if another worker is idle; that is
@@ -115,6 +115,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         # Suspects of a crash that could not be pinned on one call: each runs again
         # alone on a worker; the one that crashes alone is the culprit.
         self._quarantine: collections.deque[CallItem] = collections.deque()
+        # call_id -> (call, the worker it was sent to), until its DONE (or its crash).
         self._running: dict[int, tuple[CallItem, WorkerHandle]] = {}
         self._booting = 0
         # Early deaths and failed starts in a row (see _boot.py); ``_stalled``: the pool
