@@ -35,7 +35,6 @@ from ._protocol import (
     CALL,
     CANCEL,
     CANCELLED,
-    DONE,
     EVENT,
     HEARTBEAT,
     KEEP,
@@ -48,7 +47,6 @@ from ._protocol import (
     STOP,
     Ask,
     BootFailed,
-    Done,
     Event,
     Heartbeat,
     Keep,
@@ -56,6 +54,7 @@ from ._protocol import (
     Started,
     dumps,
     loads,
+    wire_done,
 )
 from .executors import _limits
 from .executors._lifeline import leave_if_forked, watch_parent
@@ -149,7 +148,7 @@ class _Worker:
         self.answered = threading.Condition()
 
     def send(self, message: tuple) -> None:
-        """Write ``message`` (one of _protocol's named types) on the pipe to the parent."""
+        """Write ``message`` (a _protocol type, or wire_done's tuple) to the parent."""
         if os.getpid() != self.pid:  # a child forked by a task: the pipe is not its own
             raise RuntimeError(
                 "a process forked inside a task cannot use paralleltask's channel (stream "
@@ -402,7 +401,7 @@ class _Worker:
             self._send_text(call_id, NOT_PICKLED, error, seconds)
         else:
             rss = self.rss() if self.rss else None
-            self.send(Done(DONE, call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
+            self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
         self._done(call_id, RAISED, serde.dumps_exception(exc), seconds)
@@ -412,4 +411,4 @@ class _Worker:
 
     def _done(self, call_id: int, status: int, blob: Any, seconds: float) -> None:
         """DONE, with this process's RSS when the pool retires workers by memory."""
-        self.send(Done(DONE, call_id, status, blob, seconds, self.rss() if self.rss else None))
+        self.send(wire_done(call_id, status, blob, seconds, self.rss() if self.rss else None))

@@ -19,6 +19,8 @@ from paralleltask._protocol import (
     dumps,
     dumps_call,
     loads,
+    wire_call_order,
+    wire_done,
 )
 from paralleltask.executors._pool_timers import CallTimer
 from paralleltask.worker import _Worker
@@ -45,6 +47,12 @@ def test_a_call_order_is_what_the_worker_starts_a_call_with():
     assert parameters == list(CallOrder._fields)
 
 
+def test_the_builders_of_the_per_call_messages_take_their_types_fields():
+    assert list(inspect.signature(wire_call_order).parameters) == list(CallOrder._fields)
+    assert list(inspect.signature(wire_done).parameters) == list(Done._fields[1:])
+    assert wire_done(7, OK, b"value", 0.25, None) == Done(DONE, 7, OK, b"value", 0.25, None)
+
+
 def test_every_message_type_starts_with_its_kind_and_each_kind_has_one_type():
     for message_type in MESSAGE_TYPES:
         assert message_type._fields[0] == "kind"
@@ -69,7 +77,7 @@ def test_the_docstring_names_every_message_and_its_fields_as_the_code_has_them()
 
 def test_messages_travel_as_plain_tuples_and_come_back_named():
     order = CallOrder(7, 3, None, b"args", False, 11, b"run", (1, 0.0))
-    data = dumps_call([order], (5,))
+    data = dumps_call([wire_call_order(*order)], (5,))
     raw = pickle.loads(data)
     assert type(raw) is tuple and type(raw[1][0]) is tuple
     assert b"CallOrder" not in data and b"_protocol" not in data
@@ -79,10 +87,10 @@ def test_messages_travel_as_plain_tuples_and_come_back_named():
     assert message.items[0].is_async is False and message.forget == (5,)
 
     done = Done(DONE, 7, OK, b"value", 0.25, None)
-    data = dumps(done)
-    assert type(pickle.loads(data)) is tuple and b"Done" not in data
-    back = loads(data)
-    assert type(back) is Done and back == done and back.seconds == 0.25
+    for data in (dumps(done), dumps(wire_done(7, OK, b"value", 0.25, None))):
+        assert type(pickle.loads(data)) is tuple and b"Done" not in data
+        back = loads(data)
+        assert type(back) is Done and back == done and back.seconds == 0.25
     assert type(loads(dumps(Cancel(CANCEL, 7)))) is Cancel
 
 

@@ -10,7 +10,7 @@ timeout, or a suspect of a crash, runs on an empty worker alone.
 from __future__ import annotations
 
 from .._call import CANCELLED
-from .._protocol import CallOrder, dumps_call
+from .._protocol import dumps_call, wire_call_order
 from ._known import FUNCTIONS_KEPT
 from ._pool_timers import CallTimer
 from ._worker_handle import WorkerHandle
@@ -56,7 +56,7 @@ class AssignMixin:
                 worker.sync_calls.append(call)
             info = call.run.info
             items.append(
-                CallOrder(
+                wire_call_order(
                     call_id=call.call_id,
                     fn_id=task.task_id,
                     fn_blob=fn_blob,
