@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import pickle
 import queue
 import signal
 import threading
@@ -36,7 +35,6 @@ from ._protocol import (
     CALL,
     CANCEL,
     CANCELLED,
-    DONE,
     EVENT,
     HEARTBEAT,
     KEEP,
@@ -47,6 +45,16 @@ from ._protocol import (
     READY,
     STARTED,
     STOP,
+    Ask,
+    BootFailed,
+    Event,
+    Heartbeat,
+    Keep,
+    Ready,
+    Started,
+    dumps,
+    loads,
+    wire_done,
 )
 from .executors import _limits
 from .executors._lifeline import leave_if_forked, watch_parent
@@ -81,7 +89,7 @@ class ForwardingSink(Sink):
 
     def emit(self, mode: str, chunk: Any) -> None:
         if mode in self.modes:
-            self._worker.send((EVENT, self._call_id, mode, serde.dumps(chunk)))
+            self._worker.send(Event(EVENT, self._call_id, mode, serde.dumps(chunk)))
 
 
 class _Unloadable:
@@ -109,7 +117,7 @@ def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> 
         if initializer is not None:
             initializer(*initargs)
     except BaseException:
-        worker.send((BOOT_FAILED, traceback.format_exc()))
+        worker.send(BootFailed(BOOT_FAILED, traceback.format_exc()))
         return
     worker.serve()
 
@@ -140,12 +148,13 @@ class _Worker:
         self.answered = threading.Condition()
 
     def send(self, message: tuple) -> None:
+        """Write ``message`` (a _protocol type, or wire_done's tuple) to the parent."""
         if os.getpid() != self.pid:  # a child forked by a task: the pipe is not its own
             raise RuntimeError(
                 "a process forked inside a task cannot use paralleltask's channel (stream "
                 "writer, heartbeat, nested task calls): only the worker itself can"
             )
-        data = pickle.dumps(message, serde.PROTOCOL)
+        data = dumps(message)
         try:
             with self.send_lock:
                 self.conn.send_bytes(data)
@@ -153,35 +162,36 @@ class _Worker:
             os._exit(0)
 
     def serve(self) -> None:
-        self.send((READY, os.getpid()))
+        self.send(Ready(READY, os.getpid()))
         threading.Thread(target=self._read_forever, name="paralleltask-reader", daemon=True).start()
         while True:
-            item = self.inbox.get()
-            if item is None:
+            order = self.inbox.get()
+            if order is None:
                 return
-            self._start_call(*item)
+            self._start_call(*order)  # a CallOrder's fields are _start_call's parameters
 
     def _read_forever(self) -> None:
         try:
             while True:
-                message = pickle.loads(self.conn.recv_bytes())
-                if message[0] == CALL:
-                    for fn_id in message[2]:  # the parent's LRU dropped them (_known.py)
+                message = loads(self.conn.recv_bytes())
+                kind = message.kind
+                if kind == CALL:
+                    for fn_id in message.forget:  # the parent's LRU dropped them (_known.py)
                         self.functions.pop(fn_id, None)
                     with self.calls_lock:
-                        self.queued.update(item[0] for item in message[1])
-                    for item in message[1]:
-                        if item[4]:  # async: onto the event loop now, not behind a sync call
-                            self._start_call(*item)
+                        self.queued.update(order.call_id for order in message.items)
+                    for order in message.items:
+                        if order.is_async:  # onto the event loop now, not behind a sync call
+                            self._start_call(*order)
                         else:
-                            self.inbox.put(item)
-                elif message[0] == CANCEL:
-                    self._cancel(message[1])
-                elif message[0] == ANSWER:
+                            self.inbox.put(order)
+                elif kind == CANCEL:
+                    self._cancel(message.call_id)
+                elif kind == ANSWER:
                     with self.answered:
-                        self.answers[message[1]] = [message[2], message[3]]
+                        self.answers[message.request_id] = [message.found, message.blob]
                         self.answered.notify_all()
-                elif message[0] == STOP:
+                elif kind == STOP:
                     self.inbox.put(None)
         except (EOFError, OSError):
             # The parent is gone (or closed our pipe): nobody will read our results.
@@ -195,7 +205,7 @@ class _Worker:
 
         def ask(question: str, payload: Any) -> tuple[bool, bytes | None]:
             request = next(self.questions)
-            self.send((ASK, call_id, request, question, payload))
+            self.send(Ask(ASK, call_id, request, question, payload))
             with self.answered:
                 while request not in self.answers:
                     self.answered.wait()
@@ -203,7 +213,7 @@ class _Worker:
             return found, blob
 
         def tell(what: str, payload: Any) -> None:
-            self.send((KEEP, call_id, what, payload))
+            self.send(Keep(KEEP, call_id, what, payload))
 
         return ask, tell
 
@@ -212,6 +222,7 @@ class _Worker:
     def _start_call(
         self, call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob, attempt
     ) -> None:
+        """Start one call of a CALL: the fields of its CallOrder (_protocol.py), in order."""
         if fn_blob is not None:  # even for a call skipped: the next ones come without it
             try:
                 self.functions[fn_id] = serde.loads(fn_blob)
@@ -259,7 +270,7 @@ class _Worker:
             now = time.monotonic()
             if now - last[0] >= gap:
                 last[0] = now
-                self.send((HEARTBEAT, call_id))
+                self.send(Heartbeat(HEARTBEAT, call_id))
 
         return heartbeat
 
@@ -269,7 +280,7 @@ class _Worker:
         policy = task.timeout
         if policy is None:
             return
-        self.send((STARTED, call_id))
+        self.send(Started(STARTED, call_id))
         if policy.idle_timeout is None:
             return
         run.heartbeat = beat = self._heartbeat(call_id, policy)
@@ -390,7 +401,7 @@ class _Worker:
             self._send_text(call_id, NOT_PICKLED, error, seconds)
         else:
             rss = self.rss() if self.rss else None
-            self.send((DONE, call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
+            self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
         self._done(call_id, RAISED, serde.dumps_exception(exc), seconds)
@@ -400,4 +411,4 @@ class _Worker:
 
     def _done(self, call_id: int, status: int, blob: Any, seconds: float) -> None:
         """DONE, with this process's RSS when the pool retires workers by memory."""
-        self.send((DONE, call_id, status, blob, seconds, self.rss() if self.rss else None))
+        self.send(wire_done(call_id, status, blob, seconds, self.rss() if self.rss else None))

@@ -1,7 +1,8 @@
 """What a worker's end means to the parent: its outcomes decoded, its exit described.
 
 Split from ``_pool.py`` (which keeps the bookkeeping): decoding a DONE's ``(status, blob)``
-(shared with the Dask executor), the errors of a crash, and how a process is killed.
+and delivering it (shared with the Dask executor), the errors of a crash, and how a
+process is killed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
     raise AssertionError(f"unknown outcome status {status}")
 
 
+def deliver_outcome(call: _call.CallItem, status: int, blob: Any) -> None:
+    """Decode a worker's ``(status, blob)`` and deliver it to ``call``, with the result's
+    bytes (the cache and the checkpoint store them as they are)."""
+    ok, value = decode_outcome(call, status, blob)
+    call.deliver(ok, value, blob if status == OK else None)
+
+
 def kill(process) -> None:
     """SIGKILL ``process`` (loky's Popen has no ``kill()``); no error if already gone."""
     try:
@@ -89,12 +97,3 @@ def crash_error(call: _call.CallItem, pid: int | None, exitcode: int | None) -> 
         task=call.task.name,
         exitcode=exitcode,
     )
-
-
-def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
-    """Variables set in every worker: thread pins unless the user set them, then overrides."""
-    from ..worker import PINNED_THREAD_VARIABLES
-
-    env = {name: "1" for name in PINNED_THREAD_VARIABLES if name not in os.environ}
-    env.update(overrides or {})
-    return env

@@ -1,8 +1,8 @@
 """The pool's timers: timed calls' deadlines, and async calls that will not unwind.
 
 A mixin of ``WorkerPool`` (split from ``_pool.py``, which keeps the bookkeeping): the
-dispatcher keeps ``_timers[call_id] = [call, worker, started, last_progress]`` and a heap
-of deadlines, selects with the nearest as its timeout, and here fails the calls past it:
+dispatcher keeps a :class:`CallTimer` per timed call in ``_timers`` and a heap of
+deadlines, selects with the nearest as its timeout, and here fails the calls past it:
 a sync one by killing its worker, an async one with CANCEL (its worker is deemed wedged
 if it has not stopped ``UNWIND_GRACE`` later). See docs/architecture.md, "Timeouts".
 """
@@ -10,25 +10,29 @@ if it has not stopped ``UNWIND_GRACE`` later). See docs/architecture.md, "Timeou
 from __future__ import annotations
 
 import heapq
-import pickle
 import time
+from dataclasses import dataclass
 
 from .._call import CallItem
-from .._protocol import CANCEL
+from .._protocol import CANCEL, Cancel, dumps
 from .._timeout import next_check, timeout_error
 from ._outcome import kill
+from ._worker_handle import WorkerHandle
 
 #: How long a timed-out async call may take to stop after its CANCEL before its worker
 #: is deemed wedged (an event loop blocked by code that never yields) and replaced.
 UNWIND_GRACE = 1.0
 
 
-def remove_sync_call(worker, call: CallItem) -> None:
-    # Outcomes come back in the order the worker ran the calls: almost always the head.
-    if worker.sync_calls and worker.sync_calls[0] is call:
-        worker.sync_calls.popleft()
-    else:
-        worker.sync_calls.remove(call)
+@dataclass(slots=True)
+class CallTimer:
+    """A call with a timeout, sent to ``worker``; its clock (monotonic seconds) starts
+    when the worker says STARTED: ``started`` and ``last_progress`` are None until then."""
+
+    call: CallItem
+    worker: WorkerHandle
+    started: float | None = None
+    last_progress: float | None = None
 
 
 class TimersMixin:
@@ -45,17 +49,17 @@ class TimersMixin:
     def _started(self, call_id: int) -> None:
         timer = self._timers.get(call_id)
         if timer is not None:
-            timer[2] = timer[3] = now = time.monotonic()
-            deadline = next_check(timer[0].task.timeout, now, now)
+            timer.started = timer.last_progress = now = time.monotonic()
+            deadline = next_check(timer.call.task.timeout, now, now)
             heapq.heappush(self._deadlines, (deadline, call_id))
 
     def _progress(self, call_id: int, heartbeat: bool) -> None:
         """A timed call made progress: a heartbeat, or (``refresh_on="auto"``) an event."""
         timer = self._timers.get(call_id)
-        if timer is None or timer[2] is None:
+        if timer is None or timer.started is None:
             return
-        if heartbeat or timer[0].task.timeout.refresh_on == "auto":
-            timer[3] = time.monotonic()
+        if heartbeat or timer.call.task.timeout.refresh_on == "auto":
+            timer.last_progress = time.monotonic()
 
     def _expire_timed_calls(self) -> None:
         """Fail the calls past their timeout: cancel an async one, kill the worker of a
@@ -68,16 +72,18 @@ class TimersMixin:
                 timer = self._timers.get(call_id)
                 if timer is None:
                     continue  # finished meanwhile
-                call, worker, started, last = timer
+                call, worker, started = timer.call, timer.worker, timer.started
                 if started is None:
                     continue  # sent again (retry, re-queue): it pushes anew when it starts
-                if self._running.get(call_id, (None,))[0] is not call:
+                running, _ = self._running.get(call_id, (None, None))
+                if running is not call:
                     del self._timers[call_id]  # abandoned meanwhile
                     continue
                 policy = call.task.timeout
-                error = timeout_error(call.task.name, policy, started, last, now)
+                error = timeout_error(call.task.name, policy, started, timer.last_progress, now)
                 if error is None:  # progress moved its idle deadline: look again then
-                    heapq.heappush(self._deadlines, (next_check(policy, started, last), call_id))
+                    deadline = next_check(policy, started, timer.last_progress)
+                    heapq.heappush(self._deadlines, (deadline, call_id))
                     continue
                 del self._timers[call_id]
                 del self._running[call_id]
@@ -85,7 +91,7 @@ class TimersMixin:
                     del worker.async_calls[call_id]
                     worker.unwinding[call_id] = now + UNWIND_GRACE
                 else:
-                    remove_sync_call(worker, call)
+                    worker.remove_sync_call(call)
                     worker.killed = True
                 expired.append((call, worker, error))
             wedged = [w for w in self._workers if any(t <= now for t in w.unwinding.values())]
@@ -96,7 +102,7 @@ class TimersMixin:
             kill(worker.process)
         for call, worker, error in expired:
             if call.task.is_async:
-                worker.send(pickle.dumps((CANCEL, call.call_id)))
+                worker.send(dumps(Cancel(CANCEL, call.call_id)))
             else:
                 kill(worker.process)  # the dispatcher sees it exit and replaces it
             call.deliver(False, error)

@@ -16,10 +16,9 @@ from typing import Any
 
 from .. import serde
 from .._call import CANCELLED, CallItem
-from .._protocol import OK
 from ..errors import WorkerCrashedError
 from ._dask_call import run_call
-from ._pool import decode_outcome
+from ._outcome import deliver_outcome
 from .base import Executor
 from .process import check_picklable
 
@@ -124,9 +123,8 @@ class DaskExecutor(Executor):
             call.deliver(False, CANCELLED)
             return
         if status == "finished":
-            code, blob = future.result()
-            ok, value = decode_outcome(call, code, blob)
-            call.deliver(ok, value, blob if code == OK else None)
+            status, blob = future.result()  # as a pool worker's DONE has them
+            deliver_outcome(call, status, blob)
         else:
             call.deliver(False, _dask_error(call, future.exception()))
 

@@ -15,7 +15,7 @@ from .. import _context
 from .._call import CallItem
 from ..errors import SerializationError
 from ._limits import as_max_memory, as_max_tasks
-from ._pool import WorkerPool, worker_environment
+from ._pool import WorkerPool
 from .base import Executor
 
 _pools: dict[Any, WorkerPool] = {}
@@ -170,6 +170,15 @@ class ProcessExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
+
+
+def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
+    """Variables set in every worker: thread pins unless the user set them, then overrides."""
+    from ..worker import PINNED_THREAD_VARIABLES
+
+    env = {name: "1" for name in PINNED_THREAD_VARIABLES if name not in os.environ}
+    env.update(overrides or {})
+    return env
 
 
 def check_picklable(call: CallItem) -> None:

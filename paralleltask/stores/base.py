@@ -72,7 +72,7 @@ class Ledger:
         if not self._lost:
             return None
         lost, self._lost = self._lost, []
-        first = lost[0][1]
+        _, first = lost[0]
         names = "; ".join(describe(what) for what, _ in lost[:10])
         more = f" and {len(lost) - 10} more" if len(lost) > 10 else ""
         error = StoreError(

@@ -35,7 +35,7 @@ from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
 from ._lmdbopen import Handle, handle_of, lmdb_failure, store_path, warn_read_only_cache
 from ._lmdbseqs import SEQ, forget_seqs, next_seq
-from ._lmdbwriter import Writer, pending_entries
+from ._lmdbwriter import PendingEntry, QueuedPut, Writer, pending_entries
 from .base import MISS, OnCommit, Store, thread_key
 
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -48,15 +48,15 @@ def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
         return txn.get(key)
 
 
-def _pending_value(pending: dict, key: bytes) -> Any:
+def _pending_value(pending: dict[bytes, PendingEntry], key: bytes) -> Any:
     """The value of a cache entry this process queued and its writer has not committed
     yet, or MISS: so a call cached twice in a row runs once, as with MemoryStore and
     LangGraph. ``pending`` is the writer's dict (no getpid() on the hit path: a forked
     child's is emptied at fork)."""
     entry = pending.get(key)  # a dict read is atomic; no lock on the hit path
-    if entry is None or (entry[0] and entry[0] <= time.time()):
+    if entry is None or (entry.expiry and entry.expiry <= time.time()):
         return MISS
-    return pickle.loads(entry[1])  # a copy, as a committed entry's read is
+    return pickle.loads(entry.blob)  # a copy, as a committed entry's read is
 
 
 class LMDBStore(Store):
@@ -212,16 +212,16 @@ class LMDBStore(Store):
         if writer is not None:
             writer.flush()
 
-    def _write_batch(self, batch: list[tuple[bytes, bytes, bytes, OnCommit]]) -> None:
+    def _write_batch(self, batch: list[QueuedPut]) -> None:
         """Commit ``batch`` in one write transaction (the map grows if full)."""
         handle = self._handle()
         with handle.lock:
-            dbs = {name: self._db(handle, name) for name in {item[0] for item in batch}}
+            dbs = {name: self._db(handle, name) for name in {put.name for put in batch}}
 
             def write() -> None:
                 with handle.env.begin(write=True) as txn:
-                    for name, key, data, _ in batch:
-                        txn.put(key, data, db=dbs[name])
+                    for put in batch:
+                        txn.put(put.key, put.data, db=dbs[put.name])
 
             self._retrying(handle, write)
 

@@ -6,10 +6,17 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import serde
 from .base import MISS, OnCommit, Store
+
+
+class CacheEntry(NamedTuple):
+    """A cache entry: when it expires (0.0: never), and its value pickled."""
+
+    expiry: float
+    blob: bytes
 
 
 class MemoryStore(Store):
@@ -19,7 +26,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[bytes, tuple[float, bytes]] = {}
+        self._cache: dict[bytes, CacheEntry] = {}
         self._checkpoints: dict[str, dict[int, bytes]] = {}
         self._writes: dict[tuple[str, int], dict[bytes, bytes]] = {}
         self._reserved: dict[str, int] = {}  # thread -> the last seq checkpoint_add gave
@@ -28,10 +35,10 @@ class MemoryStore(Store):
 
     def cache_get(self, key: bytes) -> Any:
         entry = self._cache.get(key)
-        if entry is None or (entry[0] and entry[0] <= time.time()):
+        if entry is None or (entry.expiry and entry.expiry <= time.time()):
             return MISS
         try:
-            return pickle.loads(entry[1])
+            return pickle.loads(entry.blob)
         except Exception:
             return MISS
 
@@ -45,7 +52,7 @@ class MemoryStore(Store):
     ) -> None:
         blob = serde.dumps(value) if pickled is None else pickled
         with self._lock:
-            self._cache[key] = (time.time() + ttl if ttl else 0.0, blob)
+            self._cache[key] = CacheEntry(time.time() + ttl if ttl else 0.0, blob)
         if on_commit is not None:
             on_commit(None)  # stored at once: nothing can fail later
 
@@ -61,7 +68,7 @@ class MemoryStore(Store):
     def purge_expired(self) -> int:
         now = time.time()
         with self._lock:
-            expired = [k for k, (expiry, _) in self._cache.items() if expiry and expiry <= now]
+            expired = [k for k, e in self._cache.items() if e.expiry and e.expiry <= now]
             for key in expired:
                 del self._cache[key]
         return len(expired)

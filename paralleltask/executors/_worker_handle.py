@@ -1,0 +1,104 @@
+"""The parent's view of one worker process: its pipe, the calls it holds, its state.
+
+Split from ``_pool.py``: every part of ``WorkerPool`` reads and changes these books
+under the pool lock; writes on the pipe go under the handle's own ``send_lock``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from .._call import CallItem
+from ._known import KnownFunctions
+from ._outcome import kill
+
+#: How long shutdown() lets a worker exit on STOP before killing it.
+STOP_GRACE = 5.0
+
+
+class WorkerHandle:
+    """The parent's view of one worker process."""
+
+    __slots__ = (
+        "async_calls",
+        "boot_error",
+        "booted",
+        "calls_left",
+        "conn",
+        "eof",
+        "exclusive",
+        "killed",
+        "known_functions",
+        "process",
+        "retiring",
+        "send_lock",
+        "stop_sent",
+        "sync_calls",
+        "unwinding",
+    )
+
+    def __init__(self, process, conn, calls_left: int | None) -> None:
+        self.process = process
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.sync_calls: collections.deque[CallItem] = collections.deque()
+        self.async_calls: dict[int, CallItem] = {}
+        self.known_functions = KnownFunctions()
+        self.booted = False
+        self.boot_error: str | None = None  # its BOOT_FAILED traceback
+        self.eof = False
+        self.killed = False  # by us, to stop a call: its other calls are innocent
+        self.exclusive = False  # running one suspect of a crash, alone
+        # Calls it may still be given (max_tasks_per_child), None: no limit. A worker
+        # at a limit is retiring: no more calls, STOP after its last DONE, and its
+        # replacement already started (so it is never replaced again when it exits).
+        self.calls_left = calls_left
+        self.retiring = False
+        self.stop_sent = False
+        # Async calls timed out and cancelled, not yet reported stopped: call_id -> the
+        # time after which the worker is deemed wedged (a loop that never yields).
+        self.unwinding: dict[int, float] = {}
+
+    def send_locked(self, data: bytes) -> None:
+        """Write ``data``; the caller holds ``send_lock``, released here."""
+        try:
+            self.conn.send_bytes(data)
+        except OSError:
+            pass  # the worker died; its sentinel tells the dispatcher, which re-queues
+        finally:
+            self.send_lock.release()
+
+    def send(self, data: bytes) -> None:
+        self.send_lock.acquire()
+        self.send_locked(data)
+
+    def load(self) -> int:
+        # A worker still unwinding a cancelled call may have a blocked event loop.
+        return len(self.async_calls) + len(self.sync_calls) + 1000 * len(self.unwinding)
+
+    def remove_sync_call(self, call: CallItem) -> None:
+        # Outcomes come back in the order the worker ran the calls: almost always the head.
+        if self.sync_calls and self.sync_calls[0] is call:
+            self.sync_calls.popleft()
+        else:
+            self.sync_calls.remove(call)
+
+
+def send_all(sends: list) -> None:
+    """Send ``(worker, message)`` pairs whose send locks are held (see _assign_locked)."""
+    for worker, message in sends:
+        worker.send_locked(message)
+
+
+def reap(workers: list[WorkerHandle]) -> None:
+    """Wait (``STOP_GRACE`` in all) for stopped workers to exit, kill those that do
+    not, and close their pipes."""
+    deadline = time.monotonic() + STOP_GRACE
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.exitcode is None:
+            kill(worker.process)
+            worker.process.join(1.0)
+        worker.conn.close()
