@@ -4,8 +4,9 @@ A run that streams has a sink. Task calls report to it as they start and finish
 (``updates``, ``debug``, ``tasks`` chunks), code reports custom chunks through
 ``get_stream_writer()``, and the entrypoint reports its own start and end. The parent's
 :class:`StreamSink` queues ``(mode, chunk)`` pairs for the consumer of ``stream()``, which
-the dispatcher wakes once per batch of results it delivers; in a worker,
-:class:`ForwardingSink` sends them up the worker's pipe while the task runs.
+the dispatcher wakes once per batch of results it delivers; in a pool or Dask worker,
+:class:`SendingSink` sends them to the parent (the pipe, a Dask event) while the task
+runs.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import traceback
 from typing import Any
 
 from . import _context, serde
-from ._inject import injections
+from ._execute import run_async_code, run_code
 from ._nested import AskingCache, AskingSlots, NestedSlots
 from ._protocol import (
     ANSWER,
@@ -59,7 +59,8 @@ from ._protocol import (
 from .executors import _limits
 from .executors._lifeline import leave_if_forked, watch_parent
 from .executors.inline import InlineExecutor
-from .stream import Sink
+from .run import Run
+from .stream import SendingSink
 
 #: Thread-count variables of the numeric libraries, pinned to 1 in workers (as Dask's
 #: nanny does) so N workers x M BLAS threads do not oversubscribe the cores.
@@ -77,19 +78,6 @@ PINNED_THREAD_VARIABLES = (
 RUNS_KEPT = 64
 #: The worker serving in this process (tests read its books), None elsewhere.
 serving: _Worker | None = None
-
-
-class ForwardingSink(Sink):
-    """A worker's sink: each chunk goes up the pipe at once, tagged with its call."""
-
-    def __init__(self, modes: frozenset[str], worker: _Worker, call_id: int) -> None:
-        super().__init__(modes)
-        self._worker = worker
-        self._call_id = call_id
-
-    def emit(self, mode: str, chunk: Any) -> None:
-        if mode in self.modes:
-            self._worker.send(Event(EVENT, self._call_id, mode, serde.dumps(chunk)))
 
 
 class _Unloadable:
@@ -293,67 +281,53 @@ class _Worker:
 
             run.writer = writer
 
-    def _nested_run(self, call_id: int, info: Any, arguments: tuple, loop=None) -> Any:
-        """The run of the code of one call: inline; chunks go up the pipe while it runs."""
-        from .run import Run
-
+    def _call_run(self, call_id: int, task: Any, info: Any, arguments: tuple, attempt, loop=None):
+        """The run of the code of one call: inline; chunks go up the pipe while it runs,
+        and its nested calls ask the parent's cache and checkpoints over the pipe."""
         modes = info.worker_modes()
-        sink = ForwardingSink(modes, self, call_id) if modes else None
+        sink = SendingSink(modes, call_id, self._send_chunk) if modes else None
         scratch = arguments[2] if len(arguments) > 2 else None
         cache = slots = None
         if info.has_cache or info.checkpointed:
             ask, tell = self.asker(call_id)
             cache = AskingCache(ask, tell) if info.has_cache else None
             slots = NestedSlots(AskingSlots(ask, tell), b"") if info.checkpointed else None
-        return Run(
+        run = Run(
             self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
         )
-
-    def _run_sync(self, call_id, task, arguments, info, attempt) -> None:
-        run = self._nested_run(call_id, info, arguments)
         run.of_call(task.name, call_id, attempt)
         self._watch(run, call_id, task)
-        args, kwargs = arguments[0], arguments[1]
-        tokens = _context.enter(run)
+        return run
+
+    def _send_chunk(self, call_id: int, mode: str, blob: bytes) -> None:
+        self.send(Event(EVENT, call_id, mode, blob))
+
+    def _returned(self, ok: bool) -> None:
+        """The task's function returned or raised: in a child the task forked, that is
+        the child's end (it must never write on this worker's pipe)."""
+        if os.getpid() != self.pid:
+            leave_if_forked(self.pid, 0 if ok else 1)
+
+    def _run_sync(self, call_id, task, arguments, info, attempt) -> None:
+        run = self._call_run(call_id, task, info, arguments, attempt)
         started = time.perf_counter()
         try:
-            if task.injected:
-                kwargs.update(injections(run, task.injected, kwargs))
-            try:
-                value = task.func(*args, **kwargs)
-            except BaseException:
-                leave_if_forked(self.pid, 1)
-                raise
-            if os.getpid() != self.pid:  # a child forked by the task: it ends here
-                leave_if_forked(self.pid, 0)
-            run.wait_outstanding()
+            value = run_code(run, task, arguments[0], arguments[1], self._returned)
         except BaseException as exc:
             self._send_exception(call_id, exc, time.perf_counter() - started)
         else:
             self._send_value(call_id, value, time.perf_counter() - started)
-        finally:
-            _context.leave(tokens)
 
     async def _run_async(self, call_id, task, arguments, info, attempt) -> None:
-        run = self._nested_run(call_id, info, arguments, asyncio.get_running_loop())
-        run.of_call(task.name, call_id, attempt)
-        self._watch(run, call_id, task)
-        args, kwargs = arguments[0], arguments[1]
-        _context.enter(run)  # in this asyncio task's own context: no need to leave
+        run = self._call_run(call_id, task, info, arguments, attempt, asyncio.get_running_loop())
         started = time.perf_counter()
         try:
             if not self._begin(call_id, asyncio.current_task()):
                 raise asyncio.CancelledError
-            if task.injected:
-                kwargs.update(injections(run, task.injected, kwargs))
-            try:
-                value = await task.func(*args, **kwargs)
-            except BaseException:
-                leave_if_forked(self.pid, 1)
-                raise
-            if os.getpid() != self.pid:
-                leave_if_forked(self.pid, 0)
-            await run.await_outstanding()
+            # The parent keeps a timed call's clock (STARTED, heartbeats): not here.
+            value = await run_async_code(
+                run, task, arguments[0], arguments[1], keeps_clock=False, returned=self._returned
+            )
         except asyncio.CancelledError:
             self._send_text(call_id, CANCELLED, "")
         except BaseException as exc:

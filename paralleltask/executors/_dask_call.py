@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import threading
 from typing import Any
 
-from .. import _context, serde
-from .._inject import injections
+from .. import serde
+from .._execute import run_async_code, run_code
 from .._protocol import NOT_LOADED, NOT_PICKLED, OK, RAISED
-from .._timeout import Progress, watched
-from ..stream import Sink
+from ..run import Run
+from ..stream import SendingSink
 from .inline import InlineExecutor
 
 #: Functions and runs kept unpickled per worker process (the most recent ones).
@@ -48,51 +49,40 @@ def run_call(
         return NOT_LOADED, f"{type(exc).__name__}: {exc}"
     if task.is_async:
         return asyncio.run(_run_async(task, info, arguments, call_id, topic, attempt))
-    run = _run_of(info, arguments, call_id, topic)
-    run.of_call(task.name, call_id, attempt)  # (an entrypoint invoked in it runs inline)
-    args, kwargs = arguments[0], arguments[1]
-    tokens = _context.enter(run)
-    try:
-        if task.injected:
-            kwargs.update(injections(run, task.injected, kwargs))
-        value = task.func(*args, **kwargs)
-        run.wait_outstanding()
+    run = _run_of(task, info, arguments, call_id, topic, attempt)
+    try:  # (an entrypoint invoked in it runs inline)
+        value = run_code(run, task, arguments[0], arguments[1])
     except BaseException as exc:  # as in a pool worker: SystemExit & co. reach the caller
         return RAISED, serde.dumps_exception(exc)
-    finally:
-        _context.leave(tokens)
     return _outcome(value)
 
 
 async def _run_async(task, info, arguments, call_id, topic, attempt) -> tuple[int, Any]:
-    run = _run_of(info, arguments, call_id, topic, asyncio.get_running_loop())
-    run.of_call(task.name, call_id, attempt)
-    _context.enter(run)  # this asyncio.run's own context
-    progress = None
-    if task.timeout is not None:  # enforced here: the parent cannot reach into Dask
-        progress = Progress(task.timeout)
-        run.heartbeat = progress.heartbeat
-        run.writer = progress.wrap_writer(run.writer)
-    args, kwargs = arguments[0], arguments[1]
-    try:
-        if task.injected:
-            kwargs.update(injections(run, task.injected, kwargs))
-        running = task.func(*args, **kwargs)
-        value = await (running if progress is None else watched(running, task.name, progress))
-        await run.await_outstanding()
+    run = _run_of(task, info, arguments, call_id, topic, attempt, asyncio.get_running_loop())
+    try:  # a timeout is enforced here: the parent cannot reach into Dask
+        value = await run_async_code(run, task, arguments[0], arguments[1], keeps_clock=True)
     except BaseException as exc:
         return RAISED, serde.dumps_exception(exc)
     return _outcome(value)
 
 
-def _run_of(info, arguments, call_id: int, topic: str | None, loop=None):
-    """The nested run of the call's own code: inline, its chunks sent as events."""
-    from ..run import Run
-
+def _run_of(task, info, arguments, call_id: int, topic: str | None, attempt, loop=None) -> Run:
+    """The run of the call's own code: inline, its chunks sent as events."""
     modes = info.worker_modes()
-    sink = _EventSink(modes, topic, call_id) if modes and topic else None
+    sink = None
+    if modes and topic:
+        sink = SendingSink(modes, call_id, functools.partial(_send_chunk, topic))
     scratch = arguments[2] if len(arguments) > 2 else None
-    return Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
+    run = Run(InlineExecutor(), loop, info=info, sink=sink, scratch=scratch)
+    run.of_call(task.name, call_id, attempt)
+    return run
+
+
+def _send_chunk(topic: str, call_id: int, mode: str, blob: bytes) -> None:
+    """A chunk to the client at once, as an event on the executor's topic."""
+    from distributed import get_worker
+
+    get_worker().log_event(topic, {"call": call_id, "mode": mode, "chunk": blob})
 
 
 def _outcome(value: Any) -> tuple[int, Any]:
@@ -114,19 +104,3 @@ def _load(key: tuple, blob: bytes) -> Any:
         while len(_kept) > KEPT:
             _kept.popitem(last=False)
     return loaded
-
-
-class _EventSink(Sink):
-    """A Dask worker's sink: each chunk goes to the client at once, as an event."""
-
-    def __init__(self, modes: frozenset[str], topic: str, call_id: int) -> None:
-        super().__init__(modes)
-        self._topic = topic
-        self._call_id = call_id
-
-    def emit(self, mode: str, chunk: Any) -> None:
-        if mode in self.modes:
-            from distributed import get_worker
-
-            event = {"call": self._call_id, "mode": mode, "chunk": serde.dumps(chunk)}
-            get_worker().log_event(self._topic, event)

@@ -54,11 +54,7 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
         )
     if status == NOT_PICKLED:
         type_name, _, error = blob.partition("|")
-        return False, SerializationError(
-            f"Task {name!r}: its result ({type_name}) cannot be pickled to bring it "
-            f"back from the worker: {error}",
-            task=name,
-        )
+        return False, serde.result_error(name, type_name, error)
     if status == CANCELLED:
         return False, _call.CANCELLED
     raise AssertionError(f"unknown outcome status {status}")
