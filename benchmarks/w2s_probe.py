@@ -21,8 +21,8 @@ import time
 import workloads
 
 from paralleltask import ProcessExecutor, entrypoint, task
+from paralleltask._stream import StreamSink
 from paralleltask.executors import process
-from paralleltask.stream import StreamSink
 
 identity = task(workloads.identity)
 

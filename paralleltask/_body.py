@@ -26,14 +26,14 @@ from ._inject import injections
 from ._records import entry_task_id
 from ._retry import retry_delay
 from ._scratch import Scratch
+from ._stream import START_TRIGGERS, interrupt_dicts
 from ._timeout import Progress, watched
 from .errors import EmptyInputError, GraphInterrupt
 from .stores.base import MISS, Store
-from .stream import START_TRIGGERS, interrupt_dicts
 
 if TYPE_CHECKING:
-    from .run import Run
-    from .stream import Sink
+    from ._run import Run
+    from ._stream import Sink
     from .types import TimeoutPolicy
 
 #: Namespace of the entrypoint task ids of runs without a checkpointer.
@@ -222,7 +222,7 @@ async def _end_failed_async(run: Run, exc: BaseException) -> None:
 
 def _begin(run: Run, input: Any) -> Start:
     """Where the run starts: its thread decides (fresh, resumed, or nothing to do)."""
-    thread = run.thread
+    thread = run.checkpoints
     if thread is None:
         if input is None:  # nothing to resume without checkpoints: as LangGraph
             raise EmptyInputError("Received no input for __start__")
@@ -241,7 +241,7 @@ def _identify(body: Body, run: Run) -> str:
     id before any task call carries the info to a worker (``execution_info``)."""
     info = run.info
     info.entry_task_id = entry_id = _entry_id(body, run)
-    record = run.thread.record if run.thread is not None else None
+    record = run.checkpoints.record if run.checkpoints is not None else None
     info.checkpoint_id = record["checkpoint_id"] if record else str(uuid.uuid4())
     return entry_id
 
@@ -249,8 +249,8 @@ def _identify(body: Body, run: Run) -> str:
 def _entry_id(body: Body, run: Run) -> str:
     """The id of the entrypoint's own task in this run: with a checkpointer, the one
     its checkpoint and ``get_state`` show (kept when the run resumes), as LangGraph."""
-    if run.thread is not None and run.thread.record:
-        return entry_task_id(run.thread.record, body.name)
+    if run.checkpoints is not None and run.checkpoints.record:
+        return entry_task_id(run.checkpoints.record, body.name)
     return str(uuid.uuid5(_RUN_TASK_IDS, f"{os.getpid()}|{run.info.run_id}|{body.name}"))
 
 
@@ -281,19 +281,19 @@ def _entry_finished(sink: Sink | None, value: Any) -> None:
 def _retrying(run: Run) -> None:
     """The body runs again: its calls are numbered afresh, and those that finished
     in the failed attempt are replayed (as LangGraph replays their writes)."""
-    if run.thread is not None:
-        run.thread.restart()
+    if run.checkpoints is not None:
+        run.checkpoints.restart()
     run.scratch.asked = 0
 
 
 def _paused(body: Body, run: Run, exc: GraphInterrupt) -> dict[str, list]:
     """The run stopped at ``interrupt()``: LangGraph's ``{"__interrupt__": [...]}``."""
-    if run.thread is None:
+    if run.checkpoints is None:
         interrupts = list(exc.interrupts)
     else:
-        from_calls = {i.id for i in run.thread.interrupts}
+        from_calls = {i.id for i in run.checkpoints.interrupts}
         by_body = tuple(i for i in exc.interrupts if i.id not in from_calls)
-        interrupts = run.thread.paused(by_body)
+        interrupts = run.checkpoints.paused(by_body)
     if run.sink is not None:
         paused = {"__interrupt__": tuple(interrupts)}  # one dict, as LangGraph's
         run.sink.emit("updates", paused)
@@ -325,9 +325,9 @@ def _cached_run(body: Body, run: Run, input: Any) -> Any:
 def _keep_run(body: Body, run: Run, input: Any, value: Any, result: Any) -> None:
     """The run ended well: checkpoint it, cache its value (with ``cache_policy``),
     and make sure all is stored before the caller sees the result."""
-    if run.thread is not None:
+    if run.checkpoints is not None:
         save = result.save if isinstance(result, body._final) else value
-        run.thread.finished(value, save)
+        run.checkpoints.finished(value, save)
     key = _run_key(body, input)
     if key is not None:
         watch = run.ledger.watch(("cache", body.name))
@@ -344,11 +344,11 @@ def _flush_cache(body: Body) -> None:
 
 
 def _raising(body: Body, run: Run, exc: BaseException) -> None:
-    if run.thread is not None:
+    if run.checkpoints is not None:
         if _is_a_failure(exc):
-            run.thread.failed(exc)
+            run.checkpoints.failed(exc)
         else:  # Ctrl-C: what finished is kept, the stopped calls are not errors
-            run.thread.close()
+            run.checkpoints.close()
     _flush_cache(body)
     lost = run.ledger.error(None)
     if lost is not None and hasattr(exc, "add_note"):  # the body's error stays the error

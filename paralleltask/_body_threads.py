@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .stream import StreamSink
+    from ._stream import StreamSink
 
 #: High enough never to queue a body behind another: only as many threads as streams
 #: that ran at once are ever started.

@@ -6,7 +6,7 @@ and the future the caller holds) and hands it to an executor, which sees it as a
 through :meth:`CallItem.deliver`, from any thread; what the outcome means (retry, cache,
 checkpoint, stream, resolve the future) is decided here, never in an executor. A call
 knows its run through :class:`CallOwner`, what it needs of one, so this module sits
-below ``run.py``.
+below ``_run.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import traceback
 from typing import Any, Protocol
 
 from ._retry import retry_delay
+from ._stream import Sink, call_task_id
 from .errors import GraphInterrupt, StoreError
 from .executors.base import CANCELLED, CalledTask, Executor
 from .stores.base import Ledger
-from .stream import Sink, call_task_id
 
 
 class CallOwner(Protocol):
@@ -33,7 +33,7 @@ class CallOwner(Protocol):
     sink: Sink | None  # the run's stream, if it streams
     cache: Any  # where cached tasks keep their results (a Store), or None
     ledger: Ledger | None  # the run's failed puts; None in a worker's run
-    thread: Any  # the run's checkpoints (``_checkpoint.ThreadRun``), or None
+    checkpoints: Any  # the run's (``_checkpoint.ThreadCheckpoints``), or None
     info: Any  # ``run.RunInfo``: the run's retry policies among others
 
     def cancel_settled(self, call: CallItem) -> None: ...
@@ -183,7 +183,7 @@ class CallItem:
         """Record the outcome in the run's checkpoint; True if the future must wait for
         the commit (``durability="sync"``: :func:`_committed` resolves it)."""
         finish_later = functools.partial(_committed, self, ok, value)
-        return self.run.thread.call_finished(
+        return self.run.checkpoints.keep_outcome(
             self.slot, self.task.name, ok, value, result_bytes, finish_later
         )
 

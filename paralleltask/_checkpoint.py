@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import serde
+from . import _serde
 from ._nested import NestedSlots
 from ._records import (
     ANSWERS,
@@ -43,7 +43,7 @@ from .stores.base import MISS, Ledger, OnCommit, Store
 from .types import Interrupt
 
 if TYPE_CHECKING:
-    from .stream import Sink
+    from ._stream import Sink
 
 _NOTHING = object()
 
@@ -79,7 +79,7 @@ def as_command(value: Any) -> Any:
 
 
 class Start(NamedTuple):
-    """What :meth:`ThreadRun.begin` decided: run the body on ``input``, or not at all
+    """What :meth:`ThreadCheckpoints.begin` decided: run the body on ``input``, or not at all
     (the thread has nothing to resume) and answer ``value``."""
 
     run_body: bool
@@ -87,7 +87,7 @@ class Start(NamedTuple):
     value: Any = None
 
 
-class ThreadRun:
+class ThreadCheckpoints:
     """One run's view of its thread, in the parent: it decides where the run starts,
     answers replayed calls, and writes results, interrupts and checkpoints."""
 
@@ -225,7 +225,7 @@ class ThreadRun:
         entry = self.store.write_get(self.thread_id, self.record["seq"], OUTCOME + slot)
         if entry is MISS or entry[0] != "ok" or entry[1] != name:
             return MISS
-        return serde.loads(entry[2])
+        return _serde.loads(entry[2])
 
     def scratch(self, slot: bytes) -> Scratch:
         """The answers the call in ``slot`` has to its ``interrupt()`` calls."""
@@ -278,7 +278,7 @@ class ThreadRun:
     def _ns(self, slot: bytes) -> str:
         return f"{self.thread_id}|{self.record.get('checkpoint_id')}|{slot.hex()}"
 
-    def call_finished(
+    def keep_outcome(
         self,
         slot: bytes,
         name: str,
@@ -291,7 +291,7 @@ class ThreadRun:
         committed, or failed (``durability="sync"``), False if the caller may go on at
         once (a failed commit is then the run's error, at its end)."""
         if ok:
-            blob = pickled if pickled is not None else serde.dumps(value)
+            blob = pickled if pickled is not None else _serde.dumps(value)
             wait = on_commit if self.durability == "sync" else None
             self._put(self._write, OUTCOME + slot, ("ok", name, blob), wait)
             return wait is not None
@@ -326,7 +326,7 @@ class ThreadRun:
         exit = self.durability == "exit"
         if exit:  # the input record is not written: it is skipped, and so are its writes
             self._held.clear()
-        body = ("ok", self.name, serde.dumps(value))  # (fails here if it will not pickle)
+        body = ("ok", self.name, _serde.dumps(value))  # (fails here if it will not pickle)
         make = maker(
             self.thread_id,
             self.record,
@@ -409,7 +409,7 @@ def open_thread(
     durability: str | None,
     sink: Sink | None,
     ledger: Ledger,
-) -> ThreadRun:
+) -> ThreadCheckpoints:
     """The run's checkpoints on the config's thread, from its latest checkpoint."""
     durability = check_durability(durability)
     thread_id = thread_id_of(config)
@@ -421,7 +421,7 @@ def open_thread(
             "checkpoint_id out of the config (or give the latest one's)"
         )
     metadata = config_metadata(config)
-    return ThreadRun(store, thread_id, name, durability, sink, metadata, ledger)
+    return ThreadCheckpoints(store, thread_id, name, durability, sink, metadata, ledger)
 
 
 def _is_latest(store: Store, thread_id: str, checkpoint_id: str) -> bool:

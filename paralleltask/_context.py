@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._call import number_calls_from
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ._run import Run
 
 current_run: ContextVar[Run | None] = ContextVar("paralleltask_run", default=None)
 

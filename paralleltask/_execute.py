@@ -14,11 +14,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from . import _context, serde
+from . import _context, _serde
 from ._inject import injections
+from ._run import Run
 from ._timeout import Progress, watched
 from .executors.base import CANCELLED, Call, CalledTask, Executor
-from .run import Run
 
 #: Told whether the task's function returned (True) or raised (False), before its nested
 #: calls are awaited: a worker uses it to end a child process a task forked.
@@ -31,16 +31,9 @@ def run_code(
     """Run a sync task's code as the code of ``run``; its value, or it raises."""
     tokens = _context.enter(run)
     try:
-        if task.injected:
-            kwargs = {**kwargs, **injections(run, task.injected, kwargs)}
-        try:
+        kwargs = _injected(run, task, kwargs)
+        with _Telling(returned):
             value = task.func(*args, **kwargs)
-        except BaseException:
-            if returned is not None:
-                returned(False)
-            raise
-        if returned is not None:
-            returned(True)
         run.wait_outstanding()
         return value
     finally:
@@ -67,19 +60,37 @@ async def run_async_code(
         progress = Progress(task.timeout)
         run.heartbeat = progress.heartbeat
         run.writer = progress.wrap_writer(run.writer)
-    if task.injected:
-        kwargs = {**kwargs, **injections(run, task.injected, kwargs)}
-    try:
+    kwargs = _injected(run, task, kwargs)
+    with _Telling(returned):
         running = task.func(*args, **kwargs)
         value = await (running if progress is None else watched(running, task.name, progress))
-    except BaseException:
-        if returned is not None:
-            returned(False)
-        raise
-    if returned is not None:
-        returned(True)
     await run.await_outstanding()
     return value
+
+
+def _injected(run: Run, task: CalledTask, kwargs: dict) -> dict:
+    """``kwargs`` with the parameters LangGraph injects (a new dict: the caller's may
+    be live, on executors that do not serialize)."""
+    if not task.injected:
+        return kwargs
+    return {**kwargs, **injections(run, task.injected, kwargs)}
+
+
+class _Telling:
+    """Tells ``returned`` whether the block ran to its end (True) or raised (False)."""
+
+    __slots__ = ("returned",)
+
+    def __init__(self, returned: Returned | None) -> None:
+        self.returned = returned
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: object, traceback: object) -> bool:
+        if self.returned is not None:
+            self.returned(kind is None)
+        return False  # what the task raised goes on
 
 
 # -- the local executors: a call of this process's run, delivered here -----------------
@@ -87,7 +98,7 @@ async def run_async_code(
 
 def arguments(call: Call, serializes: bool) -> tuple[tuple, dict]:
     """The call's ``(args, kwargs)``: fresh copies when the executor serializes."""
-    loaded = serde.loads(call.payload) if serializes else call.payload
+    loaded = _serde.loads(call.payload) if serializes else call.payload
     return loaded[0], loaded[1]
 
 
@@ -96,10 +107,10 @@ def outcome_of_value(call: Call, value: Any, serializes: bool) -> tuple[bool, An
     if not serializes:
         return True, value
     try:
-        return True, serde.copy_value(value)
+        return True, _serde.copy_value(value)
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}"
-        return False, serde.result_error(call.task.name, type(value).__name__, detail)
+        return False, _serde.result_error(call.task.name, type(value).__name__, detail)
 
 
 def run_sync(call: Call, serializes: bool, inner: Executor) -> None:

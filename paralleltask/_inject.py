@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .types import StreamWriter
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ._run import Run
 
 _VALID_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _EMPTY = inspect.Parameter.empty

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import serde
+from . import _serde
 from .stores.base import MISS
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ _SLOT = struct.Struct(">I")
 
 
 class SlotBackend(Protocol):
-    """Where nested slots are read and written: the run's ThreadRun, or the parent."""
+    """Where nested slots are read and written: the run's ThreadCheckpoints, or the parent."""
 
     def lookup(self, slot: bytes, name: str) -> Any: ...
 
@@ -35,7 +35,7 @@ class SlotBackend(Protocol):
 
 class NestedSlots:
     """The checkpoint slots of the calls made inside one call (whose slot is ``prefix``),
-    with the interface :class:`Run` uses on a ThreadRun."""
+    with the interface :class:`Run` uses on a ThreadCheckpoints."""
 
     __slots__ = ("_backend", "_calls", "_prefix")
 
@@ -54,9 +54,9 @@ class NestedSlots:
     def scratch(self, slot: bytes) -> Scratch | None:
         return None  # interrupt() is for the body and the calls it makes itself
 
-    def call_finished(self, slot, name, ok, value, pickled, on_commit) -> bool:
+    def keep_outcome(self, slot, name, ok, value, pickled, on_commit) -> bool:
         if ok:
-            self._backend.keep(slot, name, pickled if pickled is not None else serde.dumps(value))
+            self._backend.keep(slot, name, pickled if pickled is not None else _serde.dumps(value))
         return False
 
     def nested(self, slot: bytes) -> NestedSlots:
@@ -72,10 +72,10 @@ class AskingCache:
 
     def cache_get(self, key: bytes) -> Any:
         found, blob = self._ask("cache_get", key)
-        return serde.loads(blob) if found else MISS
+        return _serde.loads(blob) if found else MISS
 
     def cache_put(self, key: bytes, value: Any, ttl: Any, pickled: bytes | None = None) -> None:
-        self._tell("cache_put", (key, ttl, pickled if pickled is not None else serde.dumps(value)))
+        self._tell("cache_put", (key, ttl, pickled if pickled is not None else _serde.dumps(value)))
 
     def flush(self) -> None:
         """The parent flushes at the end of the run."""
@@ -89,7 +89,7 @@ class AskingSlots:
 
     def lookup(self, slot: bytes, name: str) -> Any:
         found, blob = self._ask("replay", (slot, name))
-        return serde.loads(blob) if found else MISS
+        return _serde.loads(blob) if found else MISS
 
     def keep(self, slot: bytes, name: str, blob: bytes) -> None:
         self._tell("outcome", (slot, name, blob))
@@ -102,10 +102,10 @@ def answer(call: Any, question: str, payload: Any) -> tuple[bool, bytes | None]:
         value = MISS if run.cache is None else run.cache.cache_get(payload)
     elif question == "replay":
         slot, name = payload
-        value = MISS if call.slot is None else run.thread.lookup(call.slot + slot, name)
+        value = MISS if call.slot is None else run.checkpoints.lookup(call.slot + slot, name)
     else:
         raise ValueError(f"unknown question from a worker: {question!r}")
-    return (False, None) if value is MISS else (True, serde.dumps(value))
+    return (False, None) if value is MISS else (True, _serde.dumps(value))
 
 
 def keep(call: Any, what: str, payload: Any) -> None:
@@ -118,4 +118,4 @@ def keep(call: Any, what: str, payload: Any) -> None:
         run.cache.cache_put(key, None, ttl, blob, watch)  # a failure is the run's error
     elif what == "outcome" and call.slot is not None:
         slot, name, blob = payload
-        run.thread.keep(call.slot + slot, name, blob)
+        run.checkpoints.keep(call.slot + slot, name, blob)

@@ -59,7 +59,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, NamedTuple
 
-from .serde import PROTOCOL
+from ._serde import PROTOCOL
 
 CALL = 1
 CANCEL = 2

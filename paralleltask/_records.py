@@ -1,6 +1,6 @@
 """A thread's records and writes as the store keeps them, and as LangGraph shows them.
 
-One place for the format both sides share: :class:`ThreadRun` (``_checkpoint``) writes
+One place for the format both sides share: :class:`ThreadCheckpoints` (``_checkpoint``) writes
 it during a run, the state methods (``_state``) read it afterwards. Slot keys, the ids
 that sort as their records, how a record is built once the store has given it its
 ``seq``, and a record's config, metadata and ``checkpoints`` chunk in LangGraph's shapes.
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .stream import interrupt_dicts
+from ._stream import interrupt_dicts
 
 #: The body's own slot; a task call's is :func:`call_slot`.
 BODY = b""

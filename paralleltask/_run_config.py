@@ -13,7 +13,7 @@ import warnings
 from typing import Any
 
 from ._compat import drop_inert_run_options
-from .stream import normalize_modes
+from ._stream import normalize_modes
 
 DURABILITIES = ("sync", "async", "exit")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from . import serde
+from . import _serde
 from ._records import (
     ANSWERS,
     BODY,
@@ -124,7 +124,7 @@ def snapshot_of(store: Store, record: dict, name: str, pending_only: bool = Fals
     if record["next"]:
         thread_id, seq = record["thread_id"], record["seq"]
         body = store.write_get(thread_id, seq, OUTCOME + BODY)
-        result = None if body is MISS else serde.loads(body[2])
+        result = None if body is MISS else _serde.loads(body[2])
         failed = store.write_get(thread_id, seq, ERROR + BODY)
         error = None if failed is MISS else failed[2]
         answers = {slot: len(e[2]) for slot, e in store.write_items(thread_id, seq, ANSWERS)}

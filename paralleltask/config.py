@@ -9,7 +9,7 @@ from . import _context
 from .types import Runtime, StreamWriter
 
 if TYPE_CHECKING:
-    from .run import Run
+    from ._run import Run
 
 OUTSIDE_MESSAGE = "Called get_config outside of a runnable context"
 

@@ -22,10 +22,11 @@ from ._batch import abatch, batch
 from ._body import run_async, run_sync
 from ._body_threads import stream_beside
 from ._cache import as_cache_policy, identity_prefix
-from ._checkpoint import ThreadRun, open_thread
+from ._checkpoint import ThreadCheckpoints, open_thread
 from ._compat import refuse, refuse_unknown, renamed
 from ._inject import injected_parameters
 from ._retry import as_policies
+from ._run import Run, RunInfo
 from ._run_config import (
     check_call,
     coerced_context,
@@ -35,13 +36,12 @@ from ._run_config import (
     stream_options,
 )
 from ._state import history, snapshot, update_state
+from ._stream import Sink, StreamSink
 from ._timeout import as_timeout_policy, sync_refused
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
 from .executors.process import default_executor
-from .run import Run, RunInfo
 from .stores.base import Ledger, Store
-from .stream import Sink, StreamSink
 from .types import StateSnapshot, TimeoutPolicy
 
 R = TypeVar("R")
@@ -289,7 +289,7 @@ class Entrypoint:
             info=info,
             sink=sink,
             cache=self.cache,
-            thread=thread,
+            checkpoints=thread,
             ledger=ledger,
         )
         if self.is_async:
@@ -303,7 +303,9 @@ class Entrypoint:
         executor = self._executor()
         ledger = Ledger()
         thread = self._thread(info.config, durability, sink, ledger, stacklevel=4)
-        return Run(executor, info=info, sink=sink, cache=self.cache, thread=thread, ledger=ledger)
+        return Run(
+            executor, info=info, sink=sink, cache=self.cache, checkpoints=thread, ledger=ledger
+        )
 
     def _thread(
         self,
@@ -312,7 +314,7 @@ class Entrypoint:
         sink: Sink | None,
         ledger: Ledger,
         stacklevel: int = 3,
-    ) -> ThreadRun | None:
+    ) -> ThreadCheckpoints | None:
         """The run's checkpoints on its thread, or None without a checkpointer."""
         if self.checkpointer is None:
             if durability is not None:  # as LangGraph warns, at the caller of invoke() & co.

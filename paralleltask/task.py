@@ -11,7 +11,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from . import _context, serde
+from . import _context, _serde
 from ._cache import as_cache_policy, identity_prefix
 from ._compat import refuse_unknown, renamed
 from ._inject import injected_parameters
@@ -92,7 +92,7 @@ class TaskFunction(Generic[P, T]):
     def pickled(self) -> bytes:
         """The task pickled for a worker: by reference when importable, else by value."""
         if self._pickled is None:
-            self._pickled = serde.dumps(self)
+            self._pickled = _serde.dumps(self)
         return self._pickled
 
     def __reduce__(self):

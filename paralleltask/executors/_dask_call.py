@@ -15,11 +15,11 @@ import functools
 import threading
 from typing import Any
 
-from .. import serde
+from .. import _serde
 from .._execute import run_async_code, run_code
 from .._protocol import NOT_LOADED, NOT_PICKLED, OK, RAISED
-from ..run import Run
-from ..stream import SendingSink
+from .._run import Run
+from .._stream import SendingSink
 from .inline import InlineExecutor
 
 #: Functions and runs kept unpickled per worker process (the most recent ones).
@@ -44,7 +44,7 @@ def run_call(
     try:
         task = _load((token, "task", task_id), task_blob)
         info = _load((token, "run", run_id), run_blob)
-        arguments = serde.loads(arguments_blob)  # (args, kwargs[, scratch])
+        arguments = _serde.loads(arguments_blob)  # (args, kwargs[, scratch])
     except Exception as exc:
         return NOT_LOADED, f"{type(exc).__name__}: {exc}"
     if task.is_async:
@@ -53,7 +53,7 @@ def run_call(
     try:  # (an entrypoint invoked in it runs inline)
         value = run_code(run, task, arguments[0], arguments[1])
     except BaseException as exc:  # as in a pool worker: SystemExit & co. reach the caller
-        return RAISED, serde.dumps_exception(exc)
+        return RAISED, _serde.dumps_exception(exc)
     return _outcome(value)
 
 
@@ -62,7 +62,7 @@ async def _run_async(task, info, arguments, call_id, topic, attempt) -> tuple[in
     try:  # a timeout is enforced here: the parent cannot reach into Dask
         value = await run_async_code(run, task, arguments[0], arguments[1], keeps_clock=True)
     except BaseException as exc:
-        return RAISED, serde.dumps_exception(exc)
+        return RAISED, _serde.dumps_exception(exc)
     return _outcome(value)
 
 
@@ -87,7 +87,7 @@ def _send_chunk(topic: str, call_id: int, mode: str, blob: bytes) -> None:
 
 def _outcome(value: Any) -> tuple[int, Any]:
     try:
-        return OK, serde.dumps(value)
+        return OK, _serde.dumps(value)
     except Exception as exc:
         return NOT_PICKLED, f"{type(value).__name__}|{type(exc).__name__}: {exc}"
 
@@ -98,7 +98,7 @@ def _load(key: tuple, blob: bytes) -> Any:
         if found is not None:
             _kept.move_to_end(key)
             return found
-    loaded = serde.loads(blob)
+    loaded = _serde.loads(blob)
     with _kept_lock:
         _kept[key] = loaded
         while len(_kept) > KEPT:

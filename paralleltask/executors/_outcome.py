@@ -11,7 +11,7 @@ import os
 import signal
 from typing import Any
 
-from .. import _call, serde
+from .. import _call, _serde
 from .._protocol import CANCELLED, NOT_LOADED, NOT_PICKLED, OK, RAISED
 from ..errors import SerializationError, WorkerCrashedError
 
@@ -22,7 +22,7 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
     name = call.task.name
     if status == OK:
         try:
-            return True, serde.loads(blob)
+            return True, _serde.loads(blob)
         except BaseException as exc:  # (a __setstate__ may raise anything)
             return False, SerializationError(
                 f"Task {name!r}: its result could not be unpickled in the parent: "
@@ -31,8 +31,8 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
             )
     if status == RAISED:
         try:
-            return False, serde.loads_exception(blob)
-        except serde.UnloadableException as lost:
+            return False, _serde.loads_exception(blob)
+        except _serde.UnloadableException as lost:
             failure = lost.failure
             return False, SerializationError(
                 f"Task {name!r} raised {lost.described}, an exception that could not be "
@@ -54,7 +54,7 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
         )
     if status == NOT_PICKLED:
         type_name, _, error = blob.partition("|")
-        return False, serde.result_error(name, type_name, error)
+        return False, _serde.result_error(name, type_name, error)
     if status == CANCELLED:
         return False, _call.CANCELLED
     raise AssertionError(f"unknown outcome status {status}")

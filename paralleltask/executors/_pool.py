@@ -64,10 +64,10 @@ from multiprocessing.connection import Pipe
 
 from loky.backend.context import get_context
 
-from .. import serde
+from .. import _serde
 from .._call import CANCELLED, CallItem
 from .._protocol import CANCEL, STOP, Cancel, Stop, dumps
-from ..worker import worker_main
+from .._worker import worker_main
 from . import _exit
 from ._boot import BootRecord
 from ._outcome import kill
@@ -195,7 +195,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
     def _add_worker_locked(self) -> WorkerHandle:
         """Spawn one worker; the caller makes it idle or gives it calls."""
         if self._boot_blob is None:  # unpickled in the worker, after it knows it is one
-            self._boot_blob = serde.dumps((self._initializer, self._initargs))
+            self._boot_blob = _serde.dumps((self._initializer, self._initargs))
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main,

@@ -12,7 +12,7 @@ import selectors
 import time
 import traceback
 
-from ..stream import hold_wakeups, release_wakeups, wake_held
+from .._stream import hold_wakeups, release_wakeups, wake_held
 from ._worker_handle import send_all
 
 

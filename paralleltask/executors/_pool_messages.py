@@ -8,7 +8,7 @@ is refilled (one CALL) before the outcomes are decoded and their futures resolve
 
 from __future__ import annotations
 
-from .. import _nested, serde
+from .. import _nested, _serde
 from .._protocol import (
     ANSWER,
     ASK,
@@ -73,7 +73,7 @@ class MessagesMixin:
         """A chunk from a running call: to its run's stream, now (before its outcome)."""
         call, _ = self._running.get(event.call_id, (None, None))
         if call is not None and call.run.sink is not None:
-            call.run.sink.emit(event.mode, serde.loads(event.blob))
+            call.run.sink.emit(event.mode, _serde.loads(event.blob))
 
     def _on_question(self, worker: WorkerHandle, ask: Ask) -> None:
         """A running call asks about one of its nested calls (cache, checkpoint)."""

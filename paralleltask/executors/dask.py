@@ -14,7 +14,7 @@ import threading
 import uuid
 from typing import Any
 
-from .. import serde
+from .. import _serde
 from .._call import CANCELLED, CallItem
 from ..errors import WorkerCrashedError
 from ._dask_call import run_call
@@ -133,7 +133,7 @@ class DaskExecutor(Executor):
         message = event[1]
         entry = self._running.get(message["call"])
         if entry is not None and entry[0].run.sink is not None:
-            entry[0].run.sink.emit(message["mode"], serde.loads(message["chunk"]))
+            entry[0].run.sink.emit(message["mode"], _serde.loads(message["chunk"]))
 
     def cancel(self, call: CallItem) -> None:
         entry = self._running.get(call.call_id)

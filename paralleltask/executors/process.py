@@ -174,7 +174,7 @@ class ProcessExecutor(Executor):
 
 def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
     """Variables set in every worker: thread pins unless the user set them, then overrides."""
-    from ..worker import PINNED_THREAD_VARIABLES
+    from .._worker import PINNED_THREAD_VARIABLES
 
     env = {name: "1" for name in PINNED_THREAD_VARIABLES if name not in os.environ}
     env.update(overrides or {})

@@ -25,7 +25,7 @@ import secrets
 import stat
 from typing import Any
 
-from .. import serde
+from .. import _serde
 from ..errors import StoreError
 
 STAMP = b"PT1"
@@ -208,7 +208,7 @@ except ImportError:  # pragma: no cover - Pythons without OpenSSL's _hashlib
 def seal(key: bytes, value: Any, pickled: bytes | None = None) -> bytes:
     """``value`` as stored bytes (cloudpickle, stamped and tagged); ``pickled``: its
     pickle already made (a worker's result bytes), which saves pickling it again."""
-    payload = serde.dumps(value) if pickled is None else pickled
+    payload = _serde.dumps(value) if pickled is None else pickled
     return STAMP + hmac.digest(key, STAMP + payload, "sha256") + payload
 
 

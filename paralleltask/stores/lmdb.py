@@ -30,7 +30,7 @@ from typing import Any
 
 import lmdb
 
-from .. import serde
+from .. import _serde
 from ..errors import StoreError
 from ._format import UnverifiedValue, load_key, open_sealed, seal
 from ._lmdbopen import Handle, handle_of, lmdb_failure, store_path, warn_read_only_cache
@@ -195,7 +195,7 @@ class LMDBStore(Store):
             warn_read_only_cache(self.path)
             return
         expiry = time.time() + ttl if ttl else 0.0
-        blob = serde.dumps(value) if pickled is None else pickled
+        blob = _serde.dumps(value) if pickled is None else pickled
         data = _EXPIRY.pack(expiry) + seal(self._key, value, blob)
         self._writer(handle).put_cache(key, data, expiry, blob, on_commit)
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from .. import serde
+from .. import _serde
 from .base import MISS, OnCommit, Store
 
 
@@ -50,7 +50,7 @@ class MemoryStore(Store):
         pickled: bytes | None = None,
         on_commit: OnCommit = None,
     ) -> None:
-        blob = serde.dumps(value) if pickled is None else pickled
+        blob = _serde.dumps(value) if pickled is None else pickled
         with self._lock:
             self._cache[key] = CacheEntry(time.time() + ttl if ttl else 0.0, blob)
         if on_commit is not None:
@@ -76,7 +76,7 @@ class MemoryStore(Store):
     # -- checkpoints ------------------------------------------------------------------
 
     def checkpoint_put(self, thread_id: str, record: dict, on_commit: OnCommit = None) -> None:
-        blob = serde.dumps(record)
+        blob = _serde.dumps(record)
         with self._lock:
             self._checkpoints.setdefault(thread_id, {})[record["seq"]] = blob
         if on_commit is not None:
@@ -94,7 +94,7 @@ class MemoryStore(Store):
             records = self._checkpoints.get(thread_id) or {}
             last = max(max(records, default=-1), self._reserved.get(thread_id, -1))
             record = make(last + 1)
-            blob = serde.dumps(record) if write else None
+            blob = _serde.dumps(record) if write else None
             self._reserved[thread_id] = last + 1
             if blob is not None:
                 self._checkpoints.setdefault(thread_id, {})[last + 1] = blob
@@ -117,7 +117,7 @@ class MemoryStore(Store):
     def write_put(
         self, thread_id: str, seq: int, slot: bytes, entry: tuple, on_commit: OnCommit = None
     ) -> None:
-        blob = serde.dumps(entry)
+        blob = _serde.dumps(entry)
         with self._lock:
             self._writes.setdefault((thread_id, seq), {})[slot] = blob
         if on_commit is not None:

@@ -190,21 +190,21 @@ def test_unpicklable_result_is_a_serialization_error(executor):
 
 
 def test_function_pickled_once_per_task(monkeypatch):
-    from paralleltask import serde
+    from paralleltask import _serde
 
     @task
     def counted(x):
         return x
 
     pickled = []
-    real_dumps = serde.dumps
+    real_dumps = _serde.dumps
 
     def spy(obj):
         if isinstance(obj, TaskFunction):
             pickled.append(obj.name)
         return real_dumps(obj)
 
-    monkeypatch.setattr(serde, "dumps", spy)
+    monkeypatch.setattr(_serde, "dumps", spy)
 
     def body(_):
         return [f.result() for f in [counted(i) for i in range(20)]]

@@ -304,3 +304,21 @@ def test_update_state_from_a_checkpoint_the_thread_lacks_is_refused_and_writes_n
         with pytest.raises(ValueError, match="checkpoint"):
             main.update_state(config, 5)
     assert list(main.get_state_history(thread)) == before
+
+
+def test_records_stored_before_the_serde_module_was_private_still_load():
+    """A failed call's exception in a store written by an earlier version references
+    ``paralleltask.serde._rebuild_exception``: it must load (and rebuild the error)."""
+    import pickle
+
+    from paralleltask import _serde
+
+    class Reduced:
+        def __reduce__(self):
+            return _serde._rebuild_exception, (ValueError, ("kept",))
+
+    today = pickle.dumps(Reduced(), protocol=0)  # module names as text, to edit
+    assert b"paralleltask._serde\n_rebuild_exception" in today
+    legacy = today.replace(b"paralleltask._serde\n", b"paralleltask.serde\n")
+    rebuilt = pickle.loads(legacy)
+    assert type(rebuilt) is ValueError and rebuilt.args == ("kept",)

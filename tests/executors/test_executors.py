@@ -257,16 +257,16 @@ def test_a_worker_keeps_the_function_of_a_call_it_skipped():
     import multiprocessing
     import pickle
 
-    from paralleltask import serde
+    from paralleltask import _serde
     from paralleltask._protocol import CANCELLED, DONE, OK
-    from paralleltask.run import RunInfo
-    from paralleltask.worker import _Worker
+    from paralleltask._run import RunInfo
+    from paralleltask._worker import _Worker
 
     ours, theirs = multiprocessing.Pipe()
     worker = _Worker(theirs)
     info = RunInfo()
     function = double.pickled()
-    arguments = serde.dumps_arguments(double.name, (21,), {}, None)
+    arguments = _serde.dumps_arguments(double.name, (21,), {}, None)
 
     def start(call_id, function_blob):
         worker._start_call(
@@ -279,22 +279,22 @@ def test_a_worker_keeps_the_function_of_a_call_it_skipped():
     assert start(1, function)[:3] == (DONE, 1, CANCELLED)
     message = start(2, None)
     assert message[:3] == (DONE, 2, OK)
-    assert serde.loads(message[3]) == 42
+    assert _serde.loads(message[3]) == 42
 
 
 def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
     import multiprocessing
     import pickle
 
-    from paralleltask import serde
+    from paralleltask import _serde
     from paralleltask._protocol import DONE, NOT_LOADED
-    from paralleltask.run import RunInfo
-    from paralleltask.worker import _Worker
+    from paralleltask._run import RunInfo
+    from paralleltask._worker import _Worker
 
     ours, theirs = multiprocessing.Pipe()
     worker = _Worker(theirs)
     info = RunInfo()
-    arguments = serde.dumps_arguments(double.name, (1,), {}, None)
+    arguments = _serde.dumps_arguments(double.name, (1,), {}, None)
     reasons, depths = [], []
     for call_id, function_blob in ((1, b"not a pickle"), (2, None), (3, None), (4, None)):
         worker.queued.add(call_id)

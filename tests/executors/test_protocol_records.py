@@ -22,8 +22,8 @@ from paralleltask._protocol import (
     wire_call_order,
     wire_done,
 )
+from paralleltask._worker import _Worker
 from paralleltask.executors._pool_timers import CallTimer
-from paralleltask.worker import _Worker
 
 MESSAGE_TYPES = [Call, *_protocol._TYPES.values()]
 KIND_NAMES = [

@@ -64,9 +64,9 @@ def sleepy_pid_of(x):
 @task
 def worker_books(_):
     """How many functions the worker holds (its own book)."""
-    from paralleltask import worker
+    from paralleltask import _worker
 
-    return len(worker.serving.functions)
+    return len(_worker.serving.functions)
 
 
 @task

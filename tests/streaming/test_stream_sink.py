@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 
-from paralleltask import entrypoint, stream, task
-from paralleltask.stream import StreamSink, hold_wakeups, release_wakeups, wake_held
+from paralleltask import _stream, entrypoint, task
+from paralleltask._stream import StreamSink, hold_wakeups, release_wakeups, wake_held
 
 
 def _count_wakes(sink: StreamSink) -> list[int]:
@@ -108,8 +108,8 @@ def test_held_wake_ups_wake_a_sleeping_consumer_once_after_the_delay():
         if not release_wakeups():
             break
         assert wakes[0] == 0  # held, though it sleeps: at most WAKE_DELAY
-        time.sleep(stream.WAKE_DELAY / 4)
-    assert time.monotonic() - started >= stream.WAKE_DELAY
+        time.sleep(_stream.WAKE_DELAY / 4)
+    assert time.monotonic() - started >= _stream.WAKE_DELAY
     assert passes > 1
     assert wakes[0] == 1
     assert not release_wakeups()  # nothing held any more

@@ -25,7 +25,7 @@ import time
 import traceback
 from typing import Any
 
-from . import _context, serde
+from . import _context, _serde
 from ._execute import run_async_code, run_code
 from ._nested import AskingCache, AskingSlots, NestedSlots
 from ._protocol import (
@@ -56,11 +56,11 @@ from ._protocol import (
     loads,
     wire_done,
 )
+from ._run import Run
+from ._stream import SendingSink
 from .executors import _limits
 from .executors._lifeline import leave_if_forked, watch_parent
 from .executors.inline import InlineExecutor
-from .run import Run
-from .stream import SendingSink
 
 #: Thread-count variables of the numeric libraries, pinned to 1 in workers (as Dask's
 #: nanny does) so N workers x M BLAS threads do not oversubscribe the cores.
@@ -101,7 +101,7 @@ def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> 
     watch_parent(parent_pid)
     serving = worker = _Worker(conn, watch_memory)
     try:
-        initializer, initargs = serde.loads(boot_blob)
+        initializer, initargs = _serde.loads(boot_blob)
         if initializer is not None:
             initializer(*initargs)
     except BaseException:
@@ -213,7 +213,7 @@ class _Worker:
         """Start one call of a CALL: the fields of its CallOrder (_protocol.py), in order."""
         if fn_blob is not None:  # even for a call skipped: the next ones come without it
             try:
-                self.functions[fn_id] = serde.loads(fn_blob)
+                self.functions[fn_id] = _serde.loads(fn_blob)
             except Exception as exc:  # kept, so every call of it says why
                 self.functions[fn_id] = _Unloadable(exc)
         if not is_async and not self._begin(call_id):
@@ -223,7 +223,7 @@ class _Worker:
             task = self.functions[fn_id]
             if isinstance(task, _Unloadable):  # a fresh traceback: not one more per call
                 raise task.error.with_traceback(None)
-            arguments = serde.loads(args_blob)  # (args, kwargs[, scratch])
+            arguments = _serde.loads(args_blob)  # (args, kwargs[, scratch])
             info = self._run_info(run_id, run_blob)
         except Exception as exc:
             self._begin(call_id)  # no longer queued
@@ -241,7 +241,7 @@ class _Worker:
         Called by the runner (sync calls) and the reader (async calls)."""
         info = self.runs.get(run_id)
         if info is None:
-            info = serde.loads(run_blob)
+            info = _serde.loads(run_blob)
             with self.runs_lock:
                 self.runs[run_id] = info
                 while len(self.runs) > RUNS_KEPT:
@@ -293,7 +293,7 @@ class _Worker:
             cache = AskingCache(ask, tell) if info.has_cache else None
             slots = NestedSlots(AskingSlots(ask, tell), b"") if info.checkpointed else None
         run = Run(
-            self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, thread=slots
+            self.inline, loop, info=info, sink=sink, scratch=scratch, cache=cache, checkpoints=slots
         )
         run.of_call(task.name, call_id, attempt)
         self._watch(run, call_id, task)
@@ -369,7 +369,7 @@ class _Worker:
 
     def _send_value(self, call_id: int, value: Any, seconds: float) -> None:
         try:
-            blob = serde.dumps(value)
+            blob = _serde.dumps(value)
         except Exception as exc:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
             self._send_text(call_id, NOT_PICKLED, error, seconds)
@@ -378,7 +378,7 @@ class _Worker:
             self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
-        self._done(call_id, RAISED, serde.dumps_exception(exc), seconds)
+        self._done(call_id, RAISED, _serde.dumps_exception(exc), seconds)
 
     def _send_text(self, call_id: int, status: int, text: str, seconds: float = 0.0) -> None:
         self._done(call_id, status, text, seconds)

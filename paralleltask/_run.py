@@ -17,17 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import serde
+from . import _serde
 from ._cache import entry_key
 from ._call import AsyncCallItem, CallItem, DoneFuture, TaskFuture
+from ._stream import WORKER_MODES, Sink, task_id_of
 from ._timeout import sync_refused
 from .executors.base import CalledTask, Executor
 from .stores.base import MISS, Ledger, Store
-from .stream import WORKER_MODES, Sink, task_id_of
 from .types import ExecutionInfo, Runtime, StreamWriter, _no_op_heartbeat, _no_op_writer
 
 if TYPE_CHECKING:
-    from ._checkpoint import ThreadRun
+    from ._checkpoint import ThreadCheckpoints
     from ._scratch import Scratch
 
 ASYNC_IN_SYNC_MESSAGE = "In an sync context async tasks cannot be called"
@@ -71,7 +71,7 @@ class RunInfo:
     def pickled(self) -> bytes:
         """Pickled once per run; workers cache it by ``run_id``."""
         if self._blob is None:
-            self._blob = serde.dumps(self)
+            self._blob = _serde.dumps(self)
         return self._blob
 
     def __getstate__(self) -> dict:
@@ -94,6 +94,7 @@ class Run:
         "_outstanding",
         "attempt",
         "cache",
+        "checkpoints",
         "executor",
         "first_attempt_time",
         "heartbeat",
@@ -105,7 +106,6 @@ class Run:
         "task_id",
         "task_loop",
         "task_name",
-        "thread",
         "writer",
     )
 
@@ -117,7 +117,7 @@ class Run:
         info: RunInfo | None = None,
         sink: Sink | None = None,
         cache: Store | None = None,
-        thread: ThreadRun | None = None,
+        checkpoints: ThreadCheckpoints | None = None,
         scratch: Scratch | None = None,
         ledger: Ledger | None = None,
     ):
@@ -125,7 +125,7 @@ class Run:
         self.cache = cache
         #: The run's puts that could not be stored (None in a worker: the parent stores)
         self.ledger = ledger
-        self.thread = thread  # with a checkpointer: the run's checkpoints
+        self.checkpoints = checkpoints  # with a checkpointer: the run's checkpoints
         self.scratch = scratch  # the answers this run's code has to interrupt()
         self.loop = loop
         self.task_loop = loop if loop is not None else task_loop
@@ -148,16 +148,16 @@ class Run:
         ``executor`` (inline, where that call runs: no pool is ever started in a worker,
         and a pool thread never waits on its own pool), with the same info, sink and
         cache; its calls have checkpoint slots under ``call``'s."""
-        thread = None
-        if self.thread is not None and call.slot is not None:
-            thread = self.thread.nested(call.slot)
+        checkpoints = None
+        if self.checkpoints is not None and call.slot is not None:
+            checkpoints = self.checkpoints.nested(call.slot)
         run = Run(
             executor,
             loop,
             info=self.info,
             sink=self.sink,
             cache=self.cache,
-            thread=thread,
+            checkpoints=checkpoints,
             scratch=call.scratch,
             ledger=self.ledger,
         )
@@ -217,14 +217,14 @@ class Run:
         if task.timeout is not None and not task.is_async:
             self._check_stoppable(task)
         slot = scratch = None
-        if self.thread is not None:  # checkpointed: calls are numbered, may be replayed
-            slot = self.thread.next_slot()
-            value = self.thread.replayed(slot, task.name)
+        if self.checkpoints is not None:  # checkpointed: calls are numbered, may be replayed
+            slot = self.checkpoints.next_slot()
+            value = self.checkpoints.replayed(slot, task.name)
             if value is not MISS:
                 if self.sink is not None:
                     self.sink.call_replayed(task.name, args, kwargs)
                 return self._done(value)
-            scratch = self.thread.scratch(slot)
+            scratch = self.checkpoints.scratch(slot)
         cache_key = None
         if task.cache_policy is not None and self.cache is not None:
             cache_key = entry_key(task.cache_prefix(), task.cache_policy, args, kwargs)
@@ -233,7 +233,7 @@ class Run:
                 return self._cached(task, value, args, kwargs)
         executor = self.executor
         if executor.serializes:
-            payload: Any = serde.dumps_arguments(task.name, args, kwargs, scratch)
+            payload: Any = _serde.dumps_arguments(task.name, args, kwargs, scratch)
         else:
             payload = (args, kwargs)
         if self.loop is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import pickle
+import sys
 import traceback
 from typing import Any
 
@@ -220,3 +221,10 @@ def _set_state(exc: BaseException, state: Any) -> None:
         exc.__setstate__(state)
     elif isinstance(state, dict):
         exc.__dict__.update(state)
+
+
+# Records stored before this module was made private name it ``paralleltask.serde``
+# (a failed call's exception is pickled with a reference to its rebuilder, above):
+# pickle still finds it under that name, as NumPy keeps ``numpy.core`` for pickles
+# that name ``numpy._core``'s old home.
+sys.modules.setdefault("paralleltask.serde", sys.modules[__name__])

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from . import serde
+from . import _serde
 from .errors import GraphInterrupt
 
 #: Modes paralleltask produces, as LangGraph names them.
@@ -136,7 +136,7 @@ class SendingSink(Sink):
 
     def emit(self, mode: str, chunk: Any) -> None:
         if mode in self.modes:
-            self._send(self._call_id, mode, serde.dumps(chunk))
+            self._send(self._call_id, mode, _serde.dumps(chunk))
 
 
 def interrupt_dicts(interrupts: Any) -> list[dict]:
