@@ -12,7 +12,7 @@ keyword, then ``tuple()``; a builder 0.1 µs): the per-call messages skip it.
 
 Parent → worker::
 
-    Call(CALL, items, forget)
+    CallBatch(CALL, items, forget)
         run these calls (a batch of one or more), sync ones in order; each item is a
         CallOrder(call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob,
         attempt): fn_blob (the task's pickle) is sent once per worker, None in later
@@ -113,7 +113,7 @@ def wire_call_order(
     return (call_id, fn_id, fn_blob, args_blob, is_async, run_id, run_blob, attempt)
 
 
-class Call(NamedTuple):
+class CallBatch(NamedTuple):
     kind: int  # CALL
     items: list[CallOrder]
     forget: tuple[int, ...] | list[int]
@@ -221,8 +221,8 @@ def dumps(message: tuple) -> bytes:
 
 
 def dumps_call(items: list[tuple], forget: tuple[int, ...] | list[int]) -> bytes:
-    """A CALL as its bytes on the pipe: Call's fields but its kind, the items made by
-    :func:`wire_call_order` (no Call built per batch: a Python frame it would cost)."""
+    """A CALL as its bytes on the pipe: CallBatch's fields but its kind, the items made by
+    :func:`wire_call_order` (no CallBatch built per batch: a Python frame it would cost)."""
     return pickle.dumps((CALL, items, forget), PROTOCOL)
 
 
@@ -232,5 +232,5 @@ def loads(data: bytes) -> Any:
     kind = message[0]
     if kind == CALL:
         items = [_named(CallOrder, item) for item in message[1]]
-        return _named(Call, (CALL, items, message[2]))
+        return _named(CallBatch, (CALL, items, message[2]))
     return _named(_TYPES[kind], message)

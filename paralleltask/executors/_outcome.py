@@ -11,12 +11,13 @@ import os
 import signal
 from typing import Any
 
-from .. import _call, _serde
+from .. import _serde
 from .._protocol import CANCELLED, NOT_LOADED, NOT_PICKLED, OK, RAISED
 from ..errors import SerializationError, WorkerCrashedError
+from . import base
 
 
-def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, Any]:
+def decode_outcome(call: base.Call, status: int, blob: Any) -> tuple[bool, Any]:
     """A worker's ``(status, blob)`` as ``deliver`` takes it: ``(True, value)`` or
     ``(False, exception)``, with a SerializationError where the bytes will not load."""
     name = call.task.name
@@ -56,11 +57,11 @@ def decode_outcome(call: _call.CallItem, status: int, blob: Any) -> tuple[bool, 
         type_name, _, error = blob.partition("|")
         return False, _serde.result_error(name, type_name, error)
     if status == CANCELLED:
-        return False, _call.CANCELLED
+        return False, base.CANCELLED
     raise AssertionError(f"unknown outcome status {status}")
 
 
-def deliver_outcome(call: _call.CallItem, status: int, blob: Any) -> None:
+def deliver_outcome(call: base.Call, status: int, blob: Any) -> None:
     """Decode a worker's ``(status, blob)`` and deliver it to ``call``, with the result's
     bytes (the cache and the checkpoint store them as they are)."""
     ok, value = decode_outcome(call, status, blob)
@@ -84,7 +85,7 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def crash_error(call: _call.CallItem, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
+def crash_error(call: base.Call, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
     return WorkerCrashedError(
         f"Task {call.task.name!r}: the worker process running it (pid {pid}) died "
         f"with {describe_exit(exitcode)}. Likely causes: a segmentation fault in native "

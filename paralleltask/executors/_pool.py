@@ -65,7 +65,6 @@ from multiprocessing.connection import Pipe
 from loky.backend.context import get_context
 
 from .. import _serde
-from .._call import CANCELLED, CallItem
 from .._protocol import CANCEL, STOP, Cancel, Stop, dumps
 from .._worker import worker_main
 from . import _exit
@@ -78,6 +77,7 @@ from ._pool_recovery import RecoveryMixin
 from ._pool_timers import CallTimer, TimersMixin
 from ._prefetch import RunTimes
 from ._worker_handle import STOP_GRACE, WorkerHandle, reap, send_all
+from .base import CANCELLED, Call
 
 __all__ = ["WorkerPool"]
 
@@ -111,12 +111,12 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         self._booted = threading.Condition(self._lock)
         self._workers: list[WorkerHandle] = []
         self._idle: list[WorkerHandle] = []
-        self._pending: collections.deque[CallItem] = collections.deque()
+        self._pending: collections.deque[Call] = collections.deque()
         # Suspects of a crash that could not be pinned on one call: each runs again
         # alone on a worker; the one that crashes alone is the culprit.
-        self._quarantine: collections.deque[CallItem] = collections.deque()
+        self._quarantine: collections.deque[Call] = collections.deque()
         # call_id -> (call, the worker it was sent to), until its DONE (or its crash).
-        self._running: dict[int, tuple[CallItem, WorkerHandle]] = {}
+        self._running: dict[int, tuple[Call, WorkerHandle]] = {}
         self._booting = 0
         # Early deaths and failed starts in a row (see _boot.py); ``_stalled``: the pool
         # gave up starting workers, until the next call or start() tries again.
@@ -273,7 +273,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
 
     # -- calls in -------------------------------------------------------------------
 
-    def submit(self, call: CallItem) -> None:
+    def submit(self, call: Call) -> None:
         started: list = []
         message = None
         with self._lock:
@@ -294,7 +294,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         if message is not None:
             worker.send_locked(message)
 
-    def cancel(self, call: CallItem) -> None:
+    def cancel(self, call: Call) -> None:
         """A caller cancelled ``call``: one still pending is skipped when its turn comes;
         one sent to a worker is skipped there if not started, or cancelled if async."""
         with self._lock:
@@ -306,7 +306,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
             return
         worker.send_locked(dumps(Cancel(CANCEL, call.call_id)))
 
-    def stop(self, calls: list[CallItem]) -> None:
+    def stop(self, calls: list[Call]) -> None:
         """Stop ``calls`` now (Ctrl-C): skip the queued, kill the workers running sync ones.
 
         Other calls a killed worker held are innocent: they are queued again when the

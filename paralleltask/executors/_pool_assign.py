@@ -9,11 +9,11 @@ timeout, or a suspect of a crash, runs on an empty worker alone.
 
 from __future__ import annotations
 
-from .._call import CANCELLED
 from .._protocol import dumps_call, wire_call_order
 from ._known import FUNCTIONS_KEPT
 from ._pool_timers import CallTimer
 from ._worker_handle import WorkerHandle
+from .base import CANCELLED
 
 
 class AssignMixin:

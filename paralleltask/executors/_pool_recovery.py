@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from .._call import CallItem
 from ._outcome import crash_error, describe_exit
 from ._worker_handle import WorkerHandle, send_all
+from .base import Call
 
 
 class RecoveryMixin:
@@ -25,7 +25,7 @@ class RecoveryMixin:
         self._receive_all(worker)  # outcomes (and READY) it sent before dying still count
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
-        failed: list[tuple[CallItem, Exception]] = []
+        failed: list[tuple[Call, Exception]] = []
         with self._lock:
             if worker not in self._workers:
                 return  # shut down meanwhile
@@ -40,7 +40,7 @@ class RecoveryMixin:
             for call in (*held, *running_async):
                 del self._running[call.call_id]
                 self._timers.pop(call.call_id, None)  # a re-queued call gets a new one
-            innocent_async: list[CallItem] = []
+            innocent_async: list[Call] = []
             if worker.killed or not worker.booted:
                 # Killed by us (stop, timeout): what it held besides is innocent. Dead
                 # before READY: it had started nothing (it reads calls only after READY).

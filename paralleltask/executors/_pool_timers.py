@@ -13,11 +13,11 @@ import heapq
 import time
 from dataclasses import dataclass
 
-from .._call import CallItem
 from .._protocol import CANCEL, Cancel, dumps
 from .._timeout import next_check, timeout_error
 from ._outcome import kill
 from ._worker_handle import WorkerHandle
+from .base import Call
 
 #: How long a timed-out async call may take to stop after its CANCEL before its worker
 #: is deemed wedged (an event loop blocked by code that never yields) and replaced.
@@ -29,7 +29,7 @@ class CallTimer:
     """A call with a timeout, sent to ``worker``; its clock (monotonic seconds) starts
     when the worker says STARTED: ``started`` and ``last_progress`` are None until then."""
 
-    call: CallItem
+    call: Call
     worker: WorkerHandle
     started: float | None = None
     last_progress: float | None = None

@@ -10,9 +10,9 @@ import collections
 import threading
 import time
 
-from .._call import CallItem
 from ._known import KnownFunctions
 from ._outcome import kill
+from .base import Call
 
 #: How long shutdown() lets a worker exit on STOP before killing it.
 STOP_GRACE = 5.0
@@ -43,8 +43,8 @@ class WorkerHandle:
         self.process = process
         self.conn = conn
         self.send_lock = threading.Lock()
-        self.sync_calls: collections.deque[CallItem] = collections.deque()
-        self.async_calls: dict[int, CallItem] = {}
+        self.sync_calls: collections.deque[Call] = collections.deque()
+        self.async_calls: dict[int, Call] = {}
         self.known_functions = KnownFunctions()
         self.booted = False
         self.boot_error: str | None = None  # its BOOT_FAILED traceback
@@ -78,7 +78,7 @@ class WorkerHandle:
         # A worker still unwinding a cancelled call may have a blocked event loop.
         return len(self.async_calls) + len(self.sync_calls) + 1000 * len(self.unwinding)
 
-    def remove_sync_call(self, call: CallItem) -> None:
+    def remove_sync_call(self, call: Call) -> None:
         # Outcomes come back in the order the worker ran the calls: almost always the head.
         if self.sync_calls and self.sync_calls[0] is call:
             self.sync_calls.popleft()

@@ -15,11 +15,10 @@ import uuid
 from typing import Any
 
 from .. import _serde
-from .._call import CANCELLED, CallItem
 from ..errors import WorkerCrashedError
 from ._dask_call import run_call
 from ._outcome import deliver_outcome
-from .base import Executor
+from .base import CANCELLED, Call, Executor
 from .process import check_picklable
 
 
@@ -65,7 +64,7 @@ class DaskExecutor(Executor):
         self._topic = f"paralleltask-{self._token}"
         self._subscribed = False
         self._lock = threading.Lock()
-        self._running: dict[int, tuple[CallItem, Any]] = {}  # call_id -> (call, dask future)
+        self._running: dict[int, tuple[Call, Any]] = {}  # call_id -> (call, dask future)
 
     # -- the client -----------------------------------------------------------------
 
@@ -90,7 +89,7 @@ class DaskExecutor(Executor):
 
     # -- calls ----------------------------------------------------------------------
 
-    def submit(self, call: CallItem) -> None:
+    def submit(self, call: Call) -> None:
         check_picklable(call)  # here, so a failure is the caller's
         client = self._connect()
         task, info = call.task, call.run.info
@@ -112,7 +111,7 @@ class DaskExecutor(Executor):
         self._running[call.call_id] = (call, future)
         future.add_done_callback(functools.partial(self._finished, call))
 
-    def _finished(self, call: CallItem, future: Any) -> None:
+    def _finished(self, call: Call, future: Any) -> None:
         """A call's Dask future is done (Dask's callback thread): resolve ours."""
         self._running.pop(call.call_id, None)
         status = future.status
@@ -135,7 +134,7 @@ class DaskExecutor(Executor):
         if entry is not None and entry[0].run.sink is not None:
             entry[0].run.sink.emit(message["mode"], _serde.loads(message["chunk"]))
 
-    def cancel(self, call: CallItem) -> None:
+    def cancel(self, call: Call) -> None:
         entry = self._running.get(call.call_id)
         if entry is not None:
             entry[1].cancel()
@@ -165,7 +164,7 @@ class DaskExecutor(Executor):
         return f"DaskExecutor({where})"
 
 
-def _dask_error(call: CallItem, error: BaseException) -> BaseException:
+def _dask_error(call: Call, error: BaseException) -> BaseException:
     """A failure Dask reports itself (ours come back as outcomes): a dead worker becomes
     WorkerCrashedError, as on the process pool."""
     if type(error).__name__ == "KilledWorker":

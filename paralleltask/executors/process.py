@@ -12,11 +12,10 @@ from typing import Any
 import loky
 
 from .. import _context
-from .._call import CallItem
 from ..errors import SerializationError
 from ._limits import as_max_memory, as_max_tasks
 from ._pool import WorkerPool
-from .base import Executor
+from .base import Call, Executor
 
 _pools: dict[Any, WorkerPool] = {}
 _pools_lock = threading.Lock()
@@ -142,16 +141,16 @@ class ProcessExecutor(Executor):
         self._pool().start(wait_ready=True)
         return self
 
-    def submit(self, call: CallItem) -> None:
+    def submit(self, call: Call) -> None:
         check_picklable(call)  # here, so a failure is the caller's, never the pool's
         self._pool().submit(call)
 
-    def cancel(self, call: CallItem) -> None:
+    def cancel(self, call: Call) -> None:
         pool = self._pool_ref
         if pool is not None:
             pool.cancel(call)
 
-    def stop(self, calls: list[CallItem]) -> None:
+    def stop(self, calls: list[Call]) -> None:
         pool = self._pool_ref
         if pool is not None:
             pool.stop(calls)
@@ -181,7 +180,7 @@ def worker_environment(overrides: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def check_picklable(call: CallItem) -> None:
+def check_picklable(call: Call) -> None:
     """Pickle (once, cached) the task's function and the run's info, or raise
     :class:`SerializationError` at the call site."""
     task = call.task

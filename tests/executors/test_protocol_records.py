@@ -12,7 +12,7 @@ from paralleltask._protocol import (
     CANCEL,
     DONE,
     OK,
-    Call,
+    CallBatch,
     CallOrder,
     Cancel,
     Done,
@@ -25,7 +25,7 @@ from paralleltask._protocol import (
 from paralleltask._worker import _Worker
 from paralleltask.executors._pool_timers import CallTimer
 
-MESSAGE_TYPES = [Call, *_protocol._TYPES.values()]
+MESSAGE_TYPES = [CallBatch, *_protocol._TYPES.values()]
 KIND_NAMES = [
     "CALL",
     "CANCEL",
@@ -82,7 +82,7 @@ def test_messages_travel_as_plain_tuples_and_come_back_named():
     assert type(raw) is tuple and type(raw[1][0]) is tuple
     assert b"CallOrder" not in data and b"_protocol" not in data
     message = loads(data)
-    assert type(message) is Call and type(message.items[0]) is CallOrder
+    assert type(message) is CallBatch and type(message.items[0]) is CallOrder
     assert message == (CALL, [order], (5,))
     assert message.items[0].is_async is False and message.forget == (5,)
 
