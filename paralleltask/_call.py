@@ -223,7 +223,9 @@ class CallItem:
         """The outcome is final: drop what only the way there needed, so that the value
         is held by the future alone and freed with it. The future's link back to this
         call (kept for ``cancel()``) would otherwise make a cycle that only the cycle
-        collector frees, holding a large result for as long as that takes."""
+        collector frees, holding a large result for as long as that takes. The
+        arguments go too (an out-of-band segment closes with them)."""
+        self.payload = None
         if isinstance(self.future, TaskFuture):
             self.future.call = None
 

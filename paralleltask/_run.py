@@ -233,7 +233,8 @@ class Run:
                 return self._cached(task, value, args, kwargs)
         executor = self.executor
         if executor.serializes:
-            payload: Any = _serde.dumps_arguments(task.name, args, kwargs, scratch)
+            threshold = executor.buffer_threshold
+            payload: Any = _serde.dumps_arguments(task.name, args, kwargs, scratch, threshold)
         else:
             payload = (args, kwargs)
         if self.loop is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import _buffers
 from .errors import RemoteTraceback, SerializationError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -29,10 +30,15 @@ def dumps(obj: Any) -> bytes:
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
-def dumps_arguments(task_name: str, args: tuple, kwargs: dict, scratch: Any = None) -> bytes:
+def dumps_arguments(
+    task_name: str, args: tuple, kwargs: dict, scratch: Any = None, threshold: int | None = None
+) -> Any:
     """Pickle a call's arguments (and, in a checkpointed run, its answers to
-    ``interrupt()``), or raise :class:`SerializationError` naming the culprit."""
+    ``interrupt()``), or raise :class:`SerializationError` naming the culprit. With a
+    ``threshold``, buffers that large go out of band (``_buffers.OutOfBand``)."""
     try:
+        if threshold is not None:
+            return _buffers.dumps_call_arguments(args, kwargs, scratch, threshold)
         return dumps((args, kwargs) if scratch is None else (args, kwargs, scratch))
     except Exception as exc:
         raise _argument_error(task_name, args, kwargs, exc) from exc

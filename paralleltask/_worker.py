@@ -25,7 +25,7 @@ import time
 import traceback
 from typing import Any
 
-from . import _context, _serde
+from . import _buffers, _context, _serde
 from ._execute import run_async_code, run_code
 from ._nested import AskingCache, AskingSlots, NestedSlots
 from ._protocol import (
@@ -87,7 +87,9 @@ class _Unloadable:
         self.error = error
 
 
-def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> None:
+def worker_main(
+    conn, boot_blob: bytes, parent_pid: int, watch_memory: bool, buffer_threshold: int | None
+) -> None:
     """Entry point of a worker process (started by the pool through loky's context).
 
     ``boot_blob`` is ``(initializer, initargs)`` pickled by the parent, unpickled here
@@ -99,7 +101,7 @@ def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _context.mark_worker_process()
     watch_parent(parent_pid)
-    serving = worker = _Worker(conn, watch_memory)
+    serving = worker = _Worker(conn, watch_memory, buffer_threshold)
     try:
         initializer, initargs = _serde.loads(boot_blob)
         if initializer is not None:
@@ -111,9 +113,15 @@ def worker_main(conn, boot_blob: bytes, parent_pid: int, watch_memory: bool) -> 
 
 
 class _Worker:
-    def __init__(self, conn, watch_memory: bool = False) -> None:
+    def __init__(
+        self, conn, watch_memory: bool = False, buffer_threshold: int | None = None
+    ) -> None:
         self.conn = conn
         self.pid = os.getpid()
+        # Results with buffers this large go back through shared memory (_buffers.py),
+        # their descriptors through ``sock`` (a dup of the pipe's socket).
+        self.buffer_threshold = buffer_threshold if _buffers.SUPPORTED else None
+        self.sock = _buffers.socket_of(conn) if self.buffer_threshold is not None else None
         # Measures RSS after each call when the pool has a max_memory_per_child.
         self.rss = _limits.rss_reader() if watch_memory else None
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -135,8 +143,9 @@ class _Worker:
         self.answers: dict[int, list] = {}
         self.answered = threading.Condition()
 
-    def send(self, message: tuple) -> None:
-        """Write ``message`` (a _protocol type, or wire_done's tuple) to the parent."""
+    def send(self, message: tuple, fds: tuple[int, ...] = ()) -> None:
+        """Write ``message`` (a _protocol type, or wire_done's tuple) to the parent, and
+        the descriptors of its out-of-band segment right after it."""
         if os.getpid() != self.pid:  # a child forked by a task: the pipe is not its own
             raise RuntimeError(
                 "a process forked inside a task cannot use paralleltask's channel (stream "
@@ -146,6 +155,8 @@ class _Worker:
         try:
             with self.send_lock:
                 self.conn.send_bytes(data)
+                if fds:
+                    _buffers.send_fds(self.sock, list(fds))
         except OSError:  # the parent is gone (killed): exit quietly, as on EOF
             os._exit(0)
 
@@ -166,6 +177,8 @@ class _Worker:
                 if kind == CALL:
                     for fn_id in message.forget:  # the parent's LRU dropped them (_known.py)
                         self.functions.pop(fn_id, None)
+                    if any(type(order.args_blob) is tuple for order in message.items):
+                        message = self._mapped(message)  # their descriptors follow
                     with self.calls_lock:
                         self.queued.update(order.call_id for order in message.items)
                     for order in message.items:
@@ -184,6 +197,17 @@ class _Worker:
         except (EOFError, OSError):
             # The parent is gone (or closed our pipe): nobody will read our results.
             os._exit(0)
+
+    def _mapped(self, message: Any) -> Any:
+        """A CALL whose calls have out-of-band segments: receive their descriptors (sent
+        right after it, in order) and map each read-only before reading on."""
+        wired = [i for i, order in enumerate(message.items) if type(order.args_blob) is tuple]
+        fds = _buffers.recv_fds(self.sock, len(wired))
+        items = list(message.items)
+        for index, fd in zip(wired, fds, strict=True):
+            mapped = _buffers.receive(items[index].args_blob, fd, writable=False)
+            items[index] = items[index]._replace(args_blob=mapped)
+        return message._replace(items=items)
 
     # -- questions to the parent ------------------------------------------------------
 
@@ -223,7 +247,10 @@ class _Worker:
             task = self.functions[fn_id]
             if isinstance(task, _Unloadable):  # a fresh traceback: not one more per call
                 raise task.error.with_traceback(None)
-            arguments = _serde.loads(args_blob)  # (args, kwargs[, scratch])
+            if type(args_blob) is _buffers.Mapped:  # large buffers: views of shared memory
+                arguments = _buffers.loads(args_blob)
+            else:
+                arguments = _serde.loads(args_blob)  # (args, kwargs[, scratch])
             info = self._run_info(run_id, run_blob)
         except Exception as exc:
             self._begin(call_id)  # no longer queued
@@ -369,15 +396,27 @@ class _Worker:
 
     def _send_value(self, call_id: int, value: Any, seconds: float) -> None:
         try:
-            blob = _serde.dumps(value)
+            if self.buffer_threshold is None:
+                blob = _serde.dumps(value)
+            else:
+                blob = _buffers.dumps_value(value, self.buffer_threshold)
         except Exception as exc:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
             self._send_text(call_id, NOT_PICKLED, error, seconds)
-        else:
-            rss = self.rss() if self.rss else None
+            return
+        rss = self.rss() if self.rss else None
+        if type(blob) is bytes:
             self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
+            return
+        segment = blob.segment  # large buffers: the parent maps the segment we send
+        try:
+            self.send(wire_done(call_id, OK, blob.wire(), seconds, rss), (segment.fd,))
+        finally:
+            segment.close()  # in flight, the kernel holds it; mapped, the parent does
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
+        if self.buffer_threshold is not None and _buffers.wrote_to_read_only(exc):
+            exc.add_note(_buffers.READ_ONLY_NOTE)
         self._done(call_id, RAISED, _serde.dumps_exception(exc), seconds)
 
     def _send_text(self, call_id: int, status: int, text: str, seconds: float = 0.0) -> None:

@@ -48,29 +48,29 @@ def as_max_tasks(value: object) -> int | None:
 
 
 def as_max_memory(value: object) -> int | None:
-    """``max_memory_per_child`` in bytes: None, a positive int, or a string such as
-    ``"2GiB"``, ``"500MB"``, ``"1.5 GB"`` (kB/MB/GB are powers of 1000, KiB/MiB/GiB
-    of 1024, as Dask's ``parse_bytes``)."""
+    """``max_memory_per_child`` in bytes (see :func:`as_size`)."""
+    return as_size(value, "max_memory_per_child")
+
+
+def as_size(value: object, name: str) -> int | None:
+    """A size in bytes: None, a positive int, or a string such as ``"2GiB"``,
+    ``"500MB"``, ``"1.5 GB"`` (kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024, as
+    Dask's ``parse_bytes``)."""
     if value is None:
         return None
+    wrong = f"{name} must be bytes (a positive int) or a size such as '2GiB' or '500MB'"
     if isinstance(value, str):
         match = _SIZE.fullmatch(value)
         unit = match and _UNITS.get(match.group(2).lower())
         if unit is None:
-            raise ValueError(
-                "max_memory_per_child must be bytes (a positive int) or a size such as "
-                f"'2GiB' or '500MB', got {value!r}"
-            )
+            raise ValueError(f"{wrong}, got {value!r}")
         size = int(float(match.group(1)) * unit)
     elif isinstance(value, int) and not isinstance(value, bool):
         size = value
     else:
-        raise ValueError(
-            "max_memory_per_child must be bytes (a positive int) or a size such as "
-            f"'2GiB' or '500MB', got {value!r}"
-        )
+        raise ValueError(f"{wrong}, got {value!r}")
     if size <= 0:
-        raise ValueError(f"max_memory_per_child must be more than 0 bytes, got {value!r}")
+        raise ValueError(f"{name} must be more than 0 bytes, got {value!r}")
     return size
 
 

@@ -11,7 +11,7 @@ import os
 import signal
 from typing import Any
 
-from .. import _serde
+from .. import _buffers, _serde
 from .._protocol import CANCELLED, NOT_LOADED, NOT_PICKLED, OK, RAISED
 from ..errors import SerializationError, WorkerCrashedError
 from . import base
@@ -23,6 +23,8 @@ def decode_outcome(call: base.Call, status: int, blob: Any) -> tuple[bool, Any]:
     name = call.task.name
     if status == OK:
         try:
+            if type(blob) is _buffers.Mapped:  # large buffers in shared memory
+                return True, _buffers.loads(blob)
             return True, _serde.loads(blob)
         except BaseException as exc:  # (a __setstate__ may raise anything)
             return False, SerializationError(
@@ -63,9 +65,10 @@ def decode_outcome(call: base.Call, status: int, blob: Any) -> tuple[bool, Any]:
 
 def deliver_outcome(call: base.Call, status: int, blob: Any) -> None:
     """Decode a worker's ``(status, blob)`` and deliver it to ``call``, with the result's
-    bytes (the cache and the checkpoint store them as they are)."""
+    bytes (the cache and the checkpoint store them as they are; a result that came out
+    of band has none: a store pickles it whole)."""
     ok, value = decode_outcome(call, status, blob)
-    call.deliver(ok, value, blob if status == OK else None)
+    call.deliver(ok, value, blob if status == OK and type(blob) is bytes else None)
 
 
 def kill(process) -> None:

@@ -96,6 +96,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         env: dict[str, str],
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        buffer_threshold: int | None = None,
     ):
         _exit.live_pools.add(self)
         self.max_workers = max_workers
@@ -105,6 +106,7 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         self._env = env
         self._max_tasks = max_tasks_per_child
         self._max_memory = max_memory_per_child
+        self._buffer_threshold = buffer_threshold  # of the results workers send
         self._context = get_context("loky")
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -199,7 +201,13 @@ class WorkerPool(AssignMixin, MessagesMixin, RecoveryMixin, TimersMixin, Dispatc
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main,
-            args=(child_end, self._boot_blob, os.getpid(), self._max_memory is not None),
+            args=(
+                child_end,
+                self._boot_blob,
+                os.getpid(),
+                self._max_memory is not None,
+                self._buffer_threshold,
+            ),
             env=self._env,
             name=f"paralleltask-worker-{len(self._workers)}",
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .._protocol import dumps_call, wire_call_order
 from ._known import FUNCTIONS_KEPT
 from ._pool_timers import CallTimer
-from ._worker_handle import WorkerHandle
+from ._worker_handle import Outgoing, WorkerHandle
 from .base import CANCELLED
 
 
@@ -27,7 +27,7 @@ class AssignMixin:
                 return self._idle.pop(index)
         return self._idle.pop()
 
-    def _assign_locked(self, worker: WorkerHandle, calls: list) -> bytes | None:
+    def _assign_locked(self, worker: WorkerHandle, calls: list) -> bytes | Outgoing | None:
         """Record ``calls`` on ``worker``; return their CALL message with the worker's
         send lock held (None, lock not taken, if every call was cancelled meanwhile).
 
@@ -35,6 +35,7 @@ class AssignMixin:
         for one of these calls from overtaking their CALL on the pipe.
         """
         items = []
+        fds = []  # of the calls' out-of-band segments, sent after the CALL
         known = worker.known_functions
         for call in calls:
             if not call.claim():  # cancelled while it waited: say so (its run may wait)
@@ -55,12 +56,16 @@ class AssignMixin:
             else:
                 worker.sync_calls.append(call)
             info = call.run.info
+            args_blob = call.payload
+            if type(args_blob) is not bytes:  # large buffers in a shared-memory segment
+                fds.append(args_blob.segment.fd)
+                args_blob = args_blob.wire()
             items.append(
                 wire_call_order(
                     call_id=call.call_id,
                     fn_id=task.task_id,
                     fn_blob=fn_blob,
-                    args_blob=call.payload,
+                    args_blob=args_blob,
                     is_async=task.is_async,
                     run_id=info.run_id,
                     run_blob=info.pickled(),
@@ -78,7 +83,8 @@ class AssignMixin:
             held = {c.task.task_id for c in (*worker.sync_calls, *worker.async_calls.values())}
             forget = known.evict(held)
         worker.send_lock.acquire()
-        return dumps_call(items, forget)
+        message = dumps_call(items, forget)
+        return Outgoing(message, fds) if fds else message
 
     def _refill_locked(self, worker: WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it.

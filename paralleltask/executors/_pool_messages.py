@@ -8,7 +8,7 @@ is refilled (one CALL) before the outcomes are decoded and their futures resolve
 
 from __future__ import annotations
 
-from .. import _nested, _serde
+from .. import _buffers, _nested, _serde
 from .._protocol import (
     ANSWER,
     ASK,
@@ -47,6 +47,10 @@ class MessagesMixin:
                 message = loads(conn.recv_bytes())
                 kind = message.kind
                 if kind == DONE:
+                    if type(message.blob) is tuple:  # a result out of band: its fd follows
+                        (fd,) = _buffers.recv_fds(worker.sock, 1)
+                        mapped = _buffers.receive(message.blob, fd, writable=True)
+                        message = message._replace(blob=mapped)
                     outcomes.append(message)
                 elif kind == EVENT:
                     self._on_event(message)

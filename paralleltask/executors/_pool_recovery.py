@@ -79,6 +79,8 @@ class RecoveryMixin:
             if self.closing and not (self._running or self._pending or self._quarantine):
                 self._drained.notify_all()
         worker.conn.close()
+        if worker.sock is not None:
+            worker.sock.close()
         send_all(sends)
         for call in innocent_async:
             try:

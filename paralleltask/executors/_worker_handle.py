@@ -9,13 +9,22 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import NamedTuple
 
+from .. import _buffers
 from ._known import KnownFunctions
 from ._outcome import kill
 from .base import Call
 
 #: How long shutdown() lets a worker exit on STOP before killing it.
 STOP_GRACE = 5.0
+
+
+class Outgoing(NamedTuple):
+    """A message followed by descriptors (of out-of-band segments) on the same socket."""
+
+    data: bytes
+    fds: list[int]
 
 
 class WorkerHandle:
@@ -34,6 +43,7 @@ class WorkerHandle:
         "process",
         "retiring",
         "send_lock",
+        "sock",
         "stop_sent",
         "sync_calls",
         "unwinding",
@@ -42,6 +52,8 @@ class WorkerHandle:
     def __init__(self, process, conn, calls_left: int | None) -> None:
         self.process = process
         self.conn = conn
+        # Out-of-band segments' descriptors go through this (a dup of the pipe's socket)
+        self.sock = _buffers.socket_of(conn) if _buffers.SUPPORTED else None
         self.send_lock = threading.Lock()
         self.sync_calls: collections.deque[Call] = collections.deque()
         self.async_calls: dict[int, Call] = {}
@@ -61,10 +73,15 @@ class WorkerHandle:
         # time after which the worker is deemed wedged (a loop that never yields).
         self.unwinding: dict[int, float] = {}
 
-    def send_locked(self, data: bytes) -> None:
-        """Write ``data``; the caller holds ``send_lock``, released here."""
+    def send_locked(self, data: bytes | Outgoing) -> None:
+        """Write ``data`` (and the descriptors an Outgoing carries, right after it: the
+        worker reads them next); the caller holds ``send_lock``, released here."""
         try:
-            self.conn.send_bytes(data)
+            if type(data) is bytes:
+                self.conn.send_bytes(data)
+            else:
+                self.conn.send_bytes(data.data)
+                _buffers.send_fds(self.sock, data.fds)
         except OSError:
             pass  # the worker died; its sentinel tells the dispatcher, which re-queues
         finally:
@@ -102,3 +119,5 @@ def reap(workers: list[WorkerHandle]) -> None:
             kill(worker.process)
             worker.process.join(1.0)
         worker.conn.close()
+        if worker.sock is not None:
+            worker.sock.close()

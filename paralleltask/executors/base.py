@@ -86,6 +86,10 @@ class Executor(abc.ABC):
     #: running, so that its run can wait for that, as LangGraph waits for its tasks.
     reports_cancellation = False
 
+    #: Buffers of at least this many bytes in a call's arguments are pickled out of band
+    #: (``_buffers.py``): ``payload`` is then an ``OutOfBand``. None: all in the pickle.
+    buffer_threshold: int | None = None
+
     @abc.abstractmethod
     def submit(self, call: Call) -> None:
         """Run ``call`` and report through ``call.deliver`` exactly once."""

@@ -11,9 +11,9 @@ from typing import Any
 
 import loky
 
-from .. import _context
+from .. import _buffers, _context
 from ..errors import SerializationError
-from ._limits import as_max_memory, as_max_tasks
+from ._limits import as_max_memory, as_max_tasks, as_size
 from ._pool import WorkerPool
 from .base import Call, Executor
 
@@ -57,6 +57,12 @@ class ProcessExecutor(Executor):
         Retire a worker after a call that leaves its resident set size above this:
         bytes (an int) or a size such as ``"2GiB"`` or ``"500MB"``. The call that went
         over still returns its value. None: never.
+    buffer_threshold:
+        Buffers of at least this size (bytes, or a size such as ``"4MiB"``; default
+        1 MiB) in arguments and results travel through shared memory instead of the
+        pipe: numpy arrays (and what is built on them), and ``bytes``/``bytearray``
+        passed as an argument or returned. Workers see such arguments read-only.
+        None: everything through the pipe. Linux only (elsewhere: None).
     """
 
     serializes = True
@@ -72,6 +78,7 @@ class ProcessExecutor(Executor):
         env: dict[str, str] | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | str | None = None,
+        buffer_threshold: int | str | None = _buffers.DEFAULT_THRESHOLD,
     ) -> None:
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
@@ -85,6 +92,8 @@ class ProcessExecutor(Executor):
         self.env = dict(env or {})
         self.max_tasks_per_child = as_max_tasks(max_tasks_per_child)
         self.max_memory_per_child = as_max_memory(max_memory_per_child)  # bytes
+        threshold = as_size(buffer_threshold, "buffer_threshold")
+        self.buffer_threshold = threshold if _buffers.SUPPORTED else None
         # The key holds what the caller chose, not the environment it completes: a
         # library that sets OMP_NUM_THREADS later (Dask's LocalCluster does) must not
         # give ProcessExecutor() a second pool.
@@ -95,6 +104,7 @@ class ProcessExecutor(Executor):
             tuple(sorted(self.env.items())),
             self.max_tasks_per_child,
             self.max_memory_per_child,
+            self.buffer_threshold,
         )
         try:
             hash(key)
@@ -123,6 +133,7 @@ class ProcessExecutor(Executor):
                         env,
                         self.max_tasks_per_child,
                         self.max_memory_per_child,
+                        self.buffer_threshold,
                     )
                     _pools[self._key] = pool
             self._pool_ref = pool

@@ -1375,7 +1375,17 @@ PARENT_KILLS = {
     "async": {"async": 3},
     "crashing": {"spin": 1, "crash": 3},
     "forked": {"spin": 1, "nap": 1, "timed": 1},  # a forked child holds the pipes open
+    "buffers": {"buffers": 3},  # arguments in shared-memory segments
 }
+
+
+def maps_segment(pid):
+    """True if ``pid`` maps one of paralleltask's anonymous shared-memory segments."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return any("memfd:paralleltask" in line for line in maps)
+    except OSError:
+        return False
 
 
 @pytest.mark.slow
@@ -1397,6 +1407,9 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
             family = {p for p in family if "resource_tracker" not in command_line(p)}
         running = set().union(*(pids for kind, pids in marks.items() if kind != "crash"))
         assert running <= family  # the tag finds the workers running calls
+        shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+        if mode == "buffers":  # the arguments came through shared memory, mapped
+            assert all(maps_segment(pid) for pid in running)
         os.kill(process.pid, signal.SIGKILL)  # the parent alone: not its group
         killed_at = time.monotonic()
         process.wait(timeout=10)
@@ -1405,6 +1418,10 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind(mode, tmp_path):
         for pid in holder:
             os.kill(pid, signal.SIGKILL)
         assert wait_gone(tagged_pids(tag) - holder, timeout=5) == []
+        if mode == "buffers":  # anonymous segments die with their last holder: none named
+            shm_after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+            assert not {n for n in shm_after - shm_before if "paralleltask" in n}
+            assert not [p for p in tagged_pids(tag) if maps_segment(p)]
         figure(
             f"kill -9 of the parent ({mode}): all workers gone in",
             f"{(time.monotonic() - killed_at) * 1000:.0f} ms",

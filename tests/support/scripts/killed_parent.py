@@ -1,6 +1,6 @@
 # A parent that the test kills with SIGKILL (this process alone, not its group) while
 # its workers are busy; every worker must then exit on its own (pipe EOF), none orphaned.
-# argv: <folder for pid files> <"sync" | "async" | "crashing" | "forked">
+# argv: <folder for pid files> <"sync" | "async" | "crashing" | "forked" | "buffers">
 #   sync:     a pure-Python spin, a sleep in C and a spin under a (long) timeout
 #   async:    six async calls awaiting asyncio.sleep, spread over the workers
 #   crashing: one worker spins while the others keep crashing (os._exit) and being
@@ -8,6 +8,8 @@
 #   forked:   as sync, after forking a child that outlives the parent (it prints
 #             "holder <pid>" first): it holds the parent's end of every worker's pipe,
 #             so the workers never see EOF and must notice their parent's death
+#   buffers:  three calls spin holding 4 MiB arrays received through shared memory
+#             (anonymous memfd segments: nothing named may be left when all are gone)
 # Each call writes <pid>.<kind>.pid in the folder once it runs.
 import asyncio
 import os
@@ -60,6 +62,12 @@ async def async_nap(seconds):
 
 
 @task
+def hold(array, seconds):
+    mark("buffers")
+    return busy_loop(seconds) + int(array[0])
+
+
+@task
 def crash(code):
     mark("crash")
     os._exit(code)
@@ -74,6 +82,14 @@ def sync_job(seconds):
 @entrypoint(executor=EXECUTOR)
 async def async_job(seconds):
     return await asyncio.gather(*(async_nap(seconds) for _ in range(6)))
+
+
+@entrypoint(executor=EXECUTOR)
+def buffers_job(seconds):
+    import numpy as np
+
+    arrays = [np.full(1 << 19, float(i)) for i in range(3)]  # 4 MiB each: out of band
+    return [f.result() for f in [hold(a, seconds) for a in arrays]]
 
 
 @entrypoint(executor=EXECUTOR)
@@ -100,5 +116,7 @@ if mode in ("sync", "forked"):
     sync_job.invoke(120)
 elif mode == "async":
     asyncio.run(async_job.ainvoke(120))
+elif mode == "buffers":
+    buffers_job.invoke(120)
 else:
     crashing_job.invoke(120)
