@@ -12,6 +12,7 @@ the step's outcome back (its value, or its exception thrown in where it was yiel
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 import uuid
@@ -69,33 +70,43 @@ class _Raise(NamedTuple):
 def run_sync(body: Body, run: Run, input: Any) -> Any:
     """Run the body in this thread: each step blocks."""
     steps = _Steps(_drive(body, run, input))
-    for step, arg in steps:
-        with steps:
-            if step is _CALL:
-                steps.sent = body.func(arg, **injections(run, body._injected, {}))
-            elif step is _SETTLE:
-                run.wait_outstanding()
-            elif step is _SETTLE_FAILED:
-                _end_failed_sync(run, arg)
-            else:
-                time.sleep(arg)
-    return steps.result()
+    while True:
+        try:
+            for step, arg in steps:
+                with steps:
+                    if step is _CALL:
+                        steps.sent = body.func(arg, **injections(run, body._injected, {}))
+                    elif step is _SETTLE:
+                        run.wait_outstanding()
+                    elif step is _SETTLE_FAILED:
+                        _end_failed_sync(run, arg)
+                    else:
+                        time.sleep(arg)
+            return steps.result()
+        except BaseException as error:  # between two steps (a Ctrl-C): the driver's
+            if not steps.caught_between(error):
+                raise
 
 
 async def run_async(body: Body, run: Run, input: Any) -> Any:
     """Run an async body on this event loop: each step is awaited."""
     steps = _Steps(_drive(body, run, input))
-    for step, arg in steps:
-        with steps:
-            if step is _CALL:
-                steps.sent = await _attempt(body, run, arg)
-            elif step is _SETTLE:
-                await run.await_outstanding()
-            elif step is _SETTLE_FAILED:
-                await _end_failed_async(run, arg)
-            else:
-                await asyncio.sleep(arg)
-    return steps.result()
+    while True:
+        try:
+            for step, arg in steps:
+                with steps:
+                    if step is _CALL:
+                        steps.sent = await _attempt(body, run, arg)
+                    elif step is _SETTLE:
+                        await run.await_outstanding()
+                    elif step is _SETTLE_FAILED:
+                        await _end_failed_async(run, arg)
+                    else:
+                        await asyncio.sleep(arg)
+            return steps.result()
+        except BaseException as error:  # between two steps (a Ctrl-C): the driver's
+            if not steps.caught_between(error):
+                raise
 
 
 class _Steps:
@@ -129,6 +140,16 @@ class _Steps:
         self._thrown = error
         return error is not None
 
+    def caught_between(self, error: BaseException) -> bool:
+        """An error raised between two steps, in the stepper's own code (a signal
+        handler runs at any function's start): True if the driver is still suspended,
+        and then it gets the error as its step's, so its handlers run (stop the calls,
+        close the thread, leave the context); False if it came from the driver."""
+        if inspect.getgeneratorstate(self._driver) != inspect.GEN_SUSPENDED:
+            return False
+        self.sent, self._thrown = None, error
+        return True
+
     def result(self) -> Any:
         result, self._result = self._result, None
         if isinstance(result, _Raise):
@@ -158,6 +179,8 @@ def _drive(body: Body, run: Run, input: Any) -> Generator[tuple[str, Any], Any, 
                 value = _entry_returned(run.sink, body, result, entry_id)
                 yield _SETTLE, None
                 break
+            except GeneratorExit:  # the driver is closed (collected): nothing to run
+                raise
             except BaseException as exc:
                 yield _SETTLE_FAILED, exc
                 if isinstance(exc, GraphInterrupt):

@@ -28,13 +28,13 @@ from .stores.base import Ledger
 
 
 class CallOwner(Protocol):
-    """What a call's outcome needs of the run that made it (``run.Run`` is one)."""
+    """What a call's outcome needs of the run that made it (``_run.Run`` is one)."""
 
     sink: Sink | None  # the run's stream, if it streams
     cache: Any  # where cached tasks keep their results (a Store), or None
     ledger: Ledger | None  # the run's failed puts; None in a worker's run
     checkpoints: Any  # the run's (``_checkpoint.ThreadCheckpoints``), or None
-    info: Any  # ``run.RunInfo``: the run's retry policies among others
+    info: Any  # ``_run.RunInfo``: the run's retry policies among others
 
     def cancel_settled(self, call: CallItem) -> None: ...
 

@@ -25,19 +25,42 @@ from .executors.base import CANCELLED, Call, CalledTask, Executor
 Returned = Callable[[bool], None]
 
 
+class current:
+    """``with current(run):`` makes ``run`` the current run for the block: code in it
+    (and a done-callback its delivery runs) sees that run (``get_config()``, nested task
+    calls, an entrypoint invoked there runs inline)."""
+
+    __slots__ = ("run", "tokens")
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def __enter__(self) -> None:
+        self.tokens = _context.enter(self.run)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.leave(self.tokens)
+
+
 def run_code(
     run: Run, task: CalledTask, args: tuple, kwargs: dict, returned: Returned | None = None
 ) -> Any:
-    """Run a sync task's code as the code of ``run``; its value, or it raises."""
-    tokens = _context.enter(run)
-    try:
+    """Run a sync task's code as the code of ``run`` (made current by the caller, with
+    :class:`current`, so that what it delivers is delivered inside); its value, or it
+    raises what the code raised."""
+    if task.injected:
         kwargs = _injected(run, task, kwargs)
-        with _Telling(returned):
+    if returned is None:
+        value = task.func(*args, **kwargs)
+    else:
+        try:
             value = task.func(*args, **kwargs)
-        run.wait_outstanding()
-        return value
-    finally:
-        _context.leave(tokens)
+        except BaseException:
+            returned(False)
+            raise
+        returned(True)
+    run.wait_outstanding()
+    return value
 
 
 async def run_async_code(
@@ -60,10 +83,20 @@ async def run_async_code(
         progress = Progress(task.timeout)
         run.heartbeat = progress.heartbeat
         run.writer = progress.wrap_writer(run.writer)
-    kwargs = _injected(run, task, kwargs)
-    with _Telling(returned):
-        running = task.func(*args, **kwargs)
-        value = await (running if progress is None else watched(running, task.name, progress))
+    if task.injected:
+        kwargs = _injected(run, task, kwargs)
+    running = task.func(*args, **kwargs)
+    if progress is not None:
+        running = watched(running, task.name, progress)
+    if returned is None:
+        value = await running
+    else:
+        try:
+            value = await running
+        except BaseException:
+            returned(False)
+            raise
+        returned(True)
     await run.await_outstanding()
     return value
 
@@ -71,26 +104,7 @@ async def run_async_code(
 def _injected(run: Run, task: CalledTask, kwargs: dict) -> dict:
     """``kwargs`` with the parameters LangGraph injects (a new dict: the caller's may
     be live, on executors that do not serialize)."""
-    if not task.injected:
-        return kwargs
     return {**kwargs, **injections(run, task.injected, kwargs)}
-
-
-class _Telling:
-    """Tells ``returned`` whether the block ran to its end (True) or raised (False)."""
-
-    __slots__ = ("returned",)
-
-    def __init__(self, returned: Returned | None) -> None:
-        self.returned = returned
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: object, traceback: object) -> bool:
-        if self.returned is not None:
-            self.returned(kind is None)
-        return False  # what the task raised goes on
 
 
 # -- the local executors: a call of this process's run, delivered here -----------------
@@ -119,12 +133,13 @@ def run_sync(call: Call, serializes: bool, inner: Executor) -> None:
     Task calls made inside it run on ``inner`` (inline), as in a worker.
     """
     run = call.run.nested(call, inner)
-    try:
-        value = run_code(run, call.task, *arguments(call, serializes))
-    except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
-        call.deliver(False, exc)
-    else:
-        call.deliver(*outcome_of_value(call, value, serializes))
+    with current(run):  # a done-callback of the future runs inside the call's run
+        try:
+            value = run_code(run, call.task, *arguments(call, serializes))
+        except BaseException as exc:  # as in a worker: SystemExit & co. reach the caller
+            call.deliver(False, exc)
+        else:
+            call.deliver(*outcome_of_value(call, value, serializes))
 
 
 def start_async(call: Call, serializes: bool, inner: Executor) -> Any:

@@ -77,7 +77,7 @@ STARTED = 17
 
 # DONE statuses
 OK = 0  #: blob is the pickled result
-RAISED = 1  #: blob is an exception pickled by serde.dumps_exception
+RAISED = 1  #: blob is an exception pickled by _serde.dumps_exception
 NOT_LOADED = 2  #: blob is text: the function or the arguments would not unpickle
 NOT_PICKLED = 3  #: blob is text: the result would not pickle
 CANCELLED = 4  #: the call was cancelled (skipped, or an async one stopped); blob is empty

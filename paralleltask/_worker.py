@@ -26,7 +26,7 @@ import traceback
 from typing import Any
 
 from . import _buffers, _context, _serde
-from ._execute import run_async_code, run_code
+from ._execute import current, run_async_code, run_code
 from ._nested import AskingCache, AskingSlots, NestedSlots
 from ._protocol import (
     ANSWER,
@@ -338,12 +338,13 @@ class _Worker:
     def _run_sync(self, call_id, task, arguments, info, attempt) -> None:
         run = self._call_run(call_id, task, info, arguments, attempt)
         started = time.perf_counter()
-        try:
-            value = run_code(run, task, arguments[0], arguments[1], self._returned)
-        except BaseException as exc:
-            self._send_exception(call_id, exc, time.perf_counter() - started)
-        else:
-            self._send_value(call_id, value, time.perf_counter() - started)
+        with current(run):
+            try:
+                value = run_code(run, task, arguments[0], arguments[1], self._returned)
+            except BaseException as exc:
+                self._send_exception(call_id, exc, time.perf_counter() - started)
+            else:
+                self._send_value(call_id, value, time.perf_counter() - started)
 
     async def _run_async(self, call_id, task, arguments, info, attempt) -> None:
         run = self._call_run(call_id, task, info, arguments, attempt, asyncio.get_running_loop())

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from .. import _serde
-from .._execute import run_async_code, run_code
+from .._execute import current, run_async_code, run_code
 from .._protocol import NOT_LOADED, NOT_PICKLED, OK, RAISED
 from .._run import Run
 from .._stream import SendingSink
@@ -50,10 +50,11 @@ def run_call(
     if task.is_async:
         return asyncio.run(_run_async(task, info, arguments, call_id, topic, attempt))
     run = _run_of(task, info, arguments, call_id, topic, attempt)
-    try:  # (an entrypoint invoked in it runs inline)
-        value = run_code(run, task, arguments[0], arguments[1])
-    except BaseException as exc:  # as in a pool worker: SystemExit & co. reach the caller
-        return RAISED, _serde.dumps_exception(exc)
+    with current(run):  # (an entrypoint invoked in it runs inline)
+        try:
+            value = run_code(run, task, arguments[0], arguments[1])
+        except BaseException as exc:  # as in a pool worker: SystemExit & co. reach the caller
+            return RAISED, _serde.dumps_exception(exc)
     return _outcome(value)
 
 

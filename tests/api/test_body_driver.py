@@ -156,3 +156,40 @@ def test_an_async_body_cancelled_while_retrying_stops():
 
     asyncio.run(cancel_during_the_sleep())
     assert seen == [1]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_ctrl_c_between_two_steps_still_ends_the_run(is_async, monkeypatch):
+    """A signal handler can raise at the start of any function: in the stepper's own
+    code between two steps, too. The driver must still get it (stop the calls, close
+    the thread, leave the run), not be left suspended until it is collected."""
+    from paralleltask import _body, _context
+
+    real_exit = _body._Steps.__exit__
+    fired = []
+
+    def exit_raising_once(self, kind, error, traceback):
+        if error is None and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt  # where a Ctrl-C's handler would raise it
+        return real_exit(self, kind, error, traceback)
+
+    monkeypatch.setattr(_body._Steps, "__exit__", exit_raising_once)
+    unraisable = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    store = MemoryStore()
+    body = lambda x: x + 1  # noqa: E731
+    run = entrypoint(executor=InlineExecutor(), checkpointer=store)(
+        _async(body) if is_async else body
+    )
+    config = {"configurable": {"thread_id": f"ctrl-c-between-{is_async}"}}
+    with pytest.raises(KeyboardInterrupt):
+        if is_async:
+            asyncio.run(run.ainvoke(1, config))
+        else:
+            run.invoke(1, config)
+    assert fired and _context.current_run.get() is None
+    import gc
+
+    gc.collect()
+    assert unraisable == []  # no driver left to ignore its GeneratorExit

@@ -311,3 +311,34 @@ def test_a_function_a_worker_cannot_load_fails_each_call_with_the_same_reason():
     assert len(set(reasons)) == 1
     assert "KeyError" not in reasons[1]
     assert depths[1] == depths[3]  # the kept error does not grow a traceback per call
+
+
+@task
+def _slow_increment(x):
+    import time
+
+    time.sleep(0.05)
+    return x + 1
+
+
+def test_a_thread_task_futures_done_callback_runs_inside_the_tasks_run():
+    """As before the executors shared _execute: the outcome is delivered (and a
+    done-callback runs) while the task's own run is current."""
+    from paralleltask import ThreadExecutor, get_config
+
+    seen = []
+
+    def callback(_future):
+        try:
+            seen.append(get_config()["metadata"]["langgraph_node"])
+        except RuntimeError as error:
+            seen.append(f"RuntimeError: {error}")
+
+    @entrypoint(executor=ThreadExecutor(2))
+    def body(x):
+        future = _slow_increment(x)
+        future.add_done_callback(callback)
+        return future.result()
+
+    assert body.invoke(1) == 2
+    assert seen == ["_slow_increment"]
