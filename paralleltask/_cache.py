@@ -6,6 +6,11 @@ entries, as joblib.Memory does (LangGraph keys by name only). Keys are 32 bytes:
 identity, then 16 of the argument key, so one task's entries share a prefix (cleared
 together) and LMDB's 511-byte key limit never bites. Cloudpickle bytes are never hashed
 (they are not deterministic).
+
+The default ``key_func`` already returns a sha256 digest (of the frozen arguments'
+pickle, hashed in place: ``paralleltask._keyhash``): its first 16 bytes are the argument
+key as they are, the same bytes as when that pickle was built and hashed here, so a
+store's entries keyed before keep their keys. Any other ``key_func``'s output is hashed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .types import CachePolicy
+from .types import CachePolicy, default_cache_key
 
 
 def as_cache_policy(value: Any, where: str) -> Any:
@@ -59,6 +64,8 @@ def _hash_code(digest: Any, code: types.CodeType) -> None:
 def entry_key(prefix: bytes, policy: CachePolicy, args: tuple, kwargs: dict) -> bytes:
     """The store key of one call: identity prefix + hash of ``key_func``'s output."""
     key = policy.key_func(*args, **kwargs)
+    if policy.key_func is default_cache_key:  # sha256 of the frozen arguments' pickle
+        return prefix + key[:16]
     if isinstance(key, str):
         key = key.encode()
     elif not isinstance(key, (bytes, bytearray)):

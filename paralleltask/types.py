@@ -6,8 +6,9 @@ import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from pickle import dumps as _pickle_dumps
 from typing import Any, NamedTuple
+
+from ._keyhash import array_data, pickle_sha256
 
 __all__ = [
     "CachePolicy",
@@ -172,6 +173,8 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
         return obj
     if kind is dict and not obj:
         return ()
+    if kind is bytearray:  # pickled as it is, in place (not as a tuple of its ints)
+        return obj
     if isinstance(obj, Hashable) or depth <= 0:
         return obj
     if isinstance(obj, Mapping):
@@ -185,13 +188,35 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
         dtype_name = None if dtype is None else str(dtype)
         if getattr(dtype, "hasobject", False):  # tobytes() would be the objects' addresses
             return (kind_name, dtype_name, _freeze(obj.tolist(), depth - 1), obj.shape)
-        return (kind_name, dtype_name, obj.tobytes(), getattr(obj, "shape", None))
+        # pickles as obj.tobytes() does; a large C-contiguous array's memory is lent
+        return (kind_name, dtype_name, array_data(obj), getattr(obj, "shape", None))
     return obj
 
 
-def default_cache_key(*args: Any, **kwargs: Any) -> str | bytes:
-    """LangGraph's default cache key: the frozen arguments, pickled (protocol 5)."""
-    return _pickle_dumps((_freeze(args), _freeze(kwargs)), protocol=5, fix_imports=False)
+def default_cache_key(*args: Any, **kwargs: Any) -> bytes:
+    """The default cache key: the sha256 digest (32 bytes) of the frozen arguments
+    pickled with protocol 5 (LangGraph's key is that pickle itself). The pickle is
+    streamed into the hash, so a large array or bytes argument is hashed in place, never
+    copied; a value that will not pickle raises ``TypeError`` naming its argument."""
+    try:
+        return pickle_sha256((_freeze(args), _freeze(kwargs)))
+    except Exception as exc:
+        raise _unkeyable(args, kwargs, exc) from exc
+
+
+def _unkeyable(args: tuple, kwargs: dict, exc: Exception) -> TypeError:
+    """The error of arguments that cannot be keyed, naming the first that cannot."""
+    named = [(f"positional argument {i}", v, False) for i, v in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v, True) for k, v in kwargs.items()]
+    for where, value, frozen in named:
+        try:  # a positional argument is pickled as it is (a tuple is not frozen)
+            pickle_sha256(_freeze(value, 9) if frozen else value)
+        except Exception as culprit:
+            return TypeError(
+                f"Cache key: {where} ({type(value).__name__}) cannot be keyed: "
+                f"{type(culprit).__name__}: {culprit}"
+            )
+    return TypeError(f"Cache key: the arguments cannot be keyed: {type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,332 @@
+"""The default cache key hashes large arguments in place, and keys what it keyed before.
+
+The key is the sha256 of the frozen arguments' pickle (protocol 5), streamed into the
+hash: an 8 MB array or bytes argument is never copied to be keyed, and the store key of
+every value is the one it had when that pickle was built whole (entries stay hits).
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import tracemalloc
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from paralleltask import (
+    CachePolicy,
+    InlineExecutor,
+    MemoryStore,
+    default_cache_key,
+    entrypoint,
+    task,
+)
+from paralleltask._cache import entry_key
+from paralleltask._keyhash import IN_PLACE_MIN, pickle_sha256
+from tests.support import ROOT
+
+np = pytest.importorskip("numpy")
+
+PREFIX = b"p" * 16
+LARGE = 8 * 1024 * 1024  # bytes: the size the issue measured (W4's arrays)
+
+
+# -- the key as it was built before issue 15, to prove store keys did not move -------------
+
+_PLAIN_BEFORE = frozenset({int, str, bytes, float, bool, type(None), tuple})
+
+
+def _freeze_before(obj: Any, depth: int = 10) -> Any:
+    kind = type(obj)
+    if kind in _PLAIN_BEFORE:
+        return obj
+    if kind is dict and not obj:
+        return ()
+    if isinstance(obj, Hashable) or depth <= 0:
+        return obj
+    if isinstance(obj, Mapping):
+        return tuple(sorted((k, _freeze_before(v, depth - 1)) for k, v in obj.items()))
+    if isinstance(obj, Sequence):
+        return tuple(_freeze_before(x, depth - 1) for x in obj)
+    if hasattr(obj, "tobytes"):
+        kind_name = f"{kind.__module__}.{kind.__qualname__}"
+        dtype = getattr(obj, "dtype", None)
+        dtype_name = None if dtype is None else str(dtype)
+        if getattr(dtype, "hasobject", False):
+            return (kind_name, dtype_name, _freeze_before(obj.tolist(), depth - 1), obj.shape)
+        return (kind_name, dtype_name, obj.tobytes(), getattr(obj, "shape", None))
+    return obj
+
+
+def _entry_key_before(args: tuple, kwargs: dict) -> bytes:
+    stream = pickle.dumps((_freeze_before(args), _freeze_before(kwargs)), protocol=5)
+    return PREFIX + hashlib.sha256(stream).digest()[:16]
+
+
+def _big():
+    return np.random.default_rng(7).random(LARGE // 8)
+
+
+def _grid():
+    return np.random.default_rng(8).random((300, 400))
+
+
+#: Values each path of the key takes, small and large, in place and copied (made lazily).
+VALUES = {
+    "scalars": lambda: [1, 2.5, "text", None, True, b"raw"],
+    "a dict out of order": lambda: {"b": [1, {"z": 2, "y": 3}], "a": (4, 5)},
+    "an empty dict": lambda: {},
+    "a large float64 array": lambda: _big(),
+    "a large bytes": lambda: _big().tobytes(),
+    "a read-only array": lambda: np.frombuffer(_big().tobytes(), dtype=np.float64),
+    "a Fortran-ordered array": lambda: np.asfortranarray(_grid()),
+    "a strided array": lambda: _big()[::3],
+    "an array just under the in-place size": lambda: np.zeros(IN_PLACE_MIN - 1, dtype=np.uint8),
+    "an array of the in-place size": lambda: np.zeros(IN_PLACE_MIN, dtype=np.uint8),
+    "one-byte arrays (a cached bytes object each)": lambda: [np.zeros(1, np.uint8) for _ in "abc"],
+    "a 0-d array": lambda: np.array(3.5),
+    "a datetime64 array (no buffer)": lambda: np.arange(IN_PLACE_MIN).astype("datetime64[s]"),
+    "a structured array": lambda: np.zeros(IN_PLACE_MIN, dtype=[("a", "<i4"), ("b", "<f8")]),
+    "an object array": lambda: np.array([["x"], {"k": 1}, 3], dtype=object),
+    "a memmap-like subclass": lambda: _big().view(np.memmap),
+    "a masked array": lambda: np.ma.masked_array(_grid(), mask=_grid() > 0.5),
+    "nested arrays": lambda: {"inner": [_big()[: IN_PLACE_MIN // 4], {"deep": _grid()}]},
+    "an array.array": lambda: array.array("d", range(100)),
+}
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_a_values_store_key_is_the_one_it_had_before(name):
+    value = VALUES[name]()
+    policy = CachePolicy()
+    for args, kwargs in [((value,), {}), ((), {"values": value}), ((1, value), {"k": value})]:
+        assert entry_key(PREFIX, policy, args, kwargs) == _entry_key_before(args, kwargs)
+
+
+def test_a_bytearray_is_pickled_as_it_is_not_as_a_tuple_of_its_ints():
+    """The one key that moved: a bytearray passed by keyword (or inside a list or dict)
+    was frozen into a tuple of its ints, the key of that tuple, and slow to build."""
+    raw = bytearray(b"\x01\x02" * IN_PLACE_MIN)
+    assert entry_key(PREFIX, CachePolicy(), (raw,), {}) == _entry_key_before((raw,), {})
+    frozen = ((), (("values", raw),))
+    assert (
+        default_cache_key(values=raw) == hashlib.sha256(pickle.dumps(frozen, protocol=5)).digest()
+    )
+    others = [bytes(raw), tuple(raw), list(raw)]
+    assert all(default_cache_key(values=raw) != default_cache_key(values=o) for o in others)
+    assert default_cache_key(values=raw) == default_cache_key(values=bytearray(raw))
+
+
+def test_the_key_is_the_sha256_of_the_frozen_arguments_pickle():
+    key = default_cache_key(3, x={"b": 1, "a": 2})
+    assert isinstance(key, bytes) and len(key) == 32
+    frozen = ((3,), (("x", (("a", 2), ("b", 1))),))
+    assert key == hashlib.sha256(pickle.dumps(frozen, protocol=5)).digest()
+
+
+def test_streaming_hashes_exactly_what_dumps_would_return():
+    big = np.arange(LARGE // 8, dtype=np.int64)
+    for obj in [big, big.tobytes(), bytearray(b"x" * LARGE), pickle.PickleBuffer(big), (1, 2)]:
+        assert pickle_sha256(obj) == hashlib.sha256(pickle.dumps(obj, protocol=5)).digest()
+
+
+# -- no copy of the payload ------------------------------------------------------------------
+
+
+def _peak_bytes(func) -> int:
+    tracemalloc.start()
+    try:
+        func()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _large_arguments() -> dict[str, Any]:
+    big = np.random.default_rng(3).random(LARGE // 8)
+    return {
+        "float64 array": big,
+        "bytes": big.tobytes(),
+        "bytearray": bytearray(big.tobytes()),
+        "read-only array": np.frombuffer(big.tobytes(), dtype=np.float64),
+        "memoryview": memoryview(big),
+        "PickleBuffer": pickle.PickleBuffer(big),
+    }
+
+
+@pytest.mark.parametrize("name", list(_large_arguments()))
+def test_keying_a_large_argument_allocates_nothing_of_its_size(name):
+    value = _large_arguments()[name]
+    policy = CachePolicy()
+    for args, kwargs in [((value,), {}), ((), {"values": value}), ((), {"v": [{"w": value}]})]:
+        peak = _peak_bytes(lambda args=args, kwargs=kwargs: entry_key(PREFIX, policy, args, kwargs))
+        assert peak < LARGE // 16, ("positional" if args else "keyword", peak)
+
+
+def test_a_strided_array_is_copied_once_into_c_order():
+    """Documented: a non-contiguous array costs one copy of its data (``tobytes()``)."""
+    strided = np.random.default_rng(4).random(2 * LARGE // 8)[::2]
+    peak = _peak_bytes(lambda: default_cache_key(values=strided))
+    assert LARGE <= peak < 2 * LARGE
+
+
+# -- what tells keys apart, for arrays large enough to be hashed in place -------------------
+
+
+def _keyword_and_nested(value) -> list[bytes]:
+    return [default_cache_key(values=value), default_cache_key(v=[{"w": value}])]
+
+
+def _all_ways(value) -> list[bytes]:
+    return [default_cache_key(value), *_keyword_and_nested(value)]
+
+
+def test_large_arrays_of_the_same_bytes_in_another_dtype_or_shape_are_other_keys():
+    unsigned = np.arange(6 * IN_PLACE_MIN, dtype=np.uint8)
+    signed = unsigned.view(np.int8)
+    wide, tall = unsigned.reshape(2 * IN_PLACE_MIN, 3), unsigned.reshape(3, 2 * IN_PLACE_MIN)
+    keys = [_all_ways(array) for array in (unsigned, signed, wide, tall)]
+    for way in range(3):
+        assert len({k[way] for k in keys}) == 4, way
+
+
+def test_a_large_array_bytes_and_a_memoryview_of_the_same_data_are_other_keys():
+    values = np.arange(LARGE // 8, dtype=np.float64)
+    data = values.tobytes()
+    keys = [_all_ways(values), _all_ways(data), _all_ways(memoryview(values))]
+    for way in range(3):
+        assert len({k[way] for k in keys}) == 3, way
+
+
+def test_equal_large_arrays_are_one_key_whatever_their_memory():
+    values = np.random.default_rng(5).random((512, 256))
+    twins = [
+        values.copy(),
+        np.frombuffer(values.tobytes(), dtype=np.float64).reshape(512, 256),  # read-only
+        np.asfortranarray(values),  # copied into C order to be keyed
+        np.concatenate([values, values], axis=1)[:, :256],  # strided: copied too
+    ]
+    for twin in twins:
+        assert _keyword_and_nested(twin) == _keyword_and_nested(values)
+    assert default_cache_key(values.copy()) == default_cache_key(values)  # positional
+
+
+def test_memoryviews_are_keyed_by_bytes_format_and_shape():
+    data = bytearray(range(256)) * (IN_PLACE_MIN // 64)
+    for view in (memoryview(data), memoryview(data)[:96]):  # large and small
+        assert _all_ways(view) == _all_ways(memoryview(bytes(view)))
+        assert _all_ways(view) != _all_ways(view.cast("i"))
+        assert _all_ways(view.cast("i")) != _all_ways(view.cast("i", [len(view) // 8, 2]))
+    strided = memoryview(data)[::2]
+    assert _all_ways(strided) == _all_ways(memoryview(bytes(strided)))
+
+
+def test_a_large_object_array_is_keyed_by_its_elements():
+    first = np.empty(IN_PLACE_MIN, dtype=object)
+    first[:] = [[i] for i in range(IN_PLACE_MIN)]
+    second = np.empty(IN_PLACE_MIN, dtype=object)
+    second[:] = [[i] for i in range(IN_PLACE_MIN)]
+    assert _keyword_and_nested(first) == _keyword_and_nested(second)
+    second[-1] = ["changed"]
+    assert _keyword_and_nested(first) != _keyword_and_nested(second)
+
+
+def test_changing_one_byte_of_a_large_argument_changes_its_key():
+    values = np.zeros(LARGE // 8)
+    raw = bytearray(LARGE)
+    before = _all_ways(values) + _all_ways(raw)
+    values[-1], raw[-1] = 1.0, 1
+    after = _all_ways(values) + _all_ways(raw)
+    assert all(b != a for b, a in zip(before, after, strict=True))
+
+
+KEY_SCRIPT = """
+import numpy as np
+from paralleltask import default_cache_key
+big = np.arange(1 << 20, dtype=np.float64)
+options = {"b": [1, 2], "a": "x"}
+key = default_cache_key(
+    big, big.tobytes(), big.reshape(1024, 1024).T, values=big, options=options,
+    raw=bytearray(b"r" * 99999),
+)
+print(key.hex())
+"""
+
+
+def test_the_key_of_large_arguments_is_the_same_in_another_process():
+    keys = set()
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", KEY_SCRIPT],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert done.returncode == 0, done.stderr
+        keys.add(done.stdout.strip())
+    big = np.arange(1 << 20, dtype=np.float64)
+    options = {"a": "x", "b": [1, 2]}
+    here = default_cache_key(
+        big,
+        big.tobytes(),
+        big.reshape(1024, 1024).T,
+        values=big,
+        options=options,
+        raw=bytearray(b"r" * 99999),
+    )
+    assert keys == {here.hex()}
+
+
+# -- what cannot be keyed ---------------------------------------------------------------------
+
+
+def test_an_argument_that_cannot_be_keyed_is_named_with_its_type():
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"positional argument 1 \(lock\).*cannot pickle"):
+        default_cache_key(np.zeros(3), lock)
+    with pytest.raises(TypeError, match=r"keyword argument 'guard' \(lock\).*cannot pickle"):
+        default_cache_key(1, values=np.zeros(3), guard=lock)
+    with pytest.raises(TypeError, match=r"keyword argument 'nested' \(dict\).*cannot pickle"):
+        default_cache_key(nested={"inner": [lock]})
+
+
+def test_a_cached_task_hits_on_an_equal_large_array_and_misses_on_a_changed_one():
+    calls = []
+
+    @task(cache_policy=CachePolicy())
+    def total(values) -> float:
+        calls.append(1)
+        return float(values.sum())
+
+    @entrypoint(cache=MemoryStore(), executor=InlineExecutor())
+    def body(seed: int) -> list:
+        values = np.random.default_rng(seed).random(LARGE // 8)
+        changed = values.copy()
+        changed[0] += 1
+        return [
+            total(values).result(),
+            total(values.copy()).result(),
+            total(values=values).result(),
+            total(changed).result(),
+        ]
+
+    first, again, keyword, changed = body.invoke(1)
+    assert first == again == keyword and changed != first
+    assert len(calls) == 3  # the copy hit; a keyword and a changed argument are other keys
+
+    @entrypoint(cache=MemoryStore(), executor=InlineExecutor())
+    def locked(_: int) -> float:
+        return total(values=threading.Lock()).result()
+
+    with pytest.raises(TypeError, match=r"keyword argument 'values' \(lock\)"):
+        locked.invoke(0)
+    assert len(calls) == 3
