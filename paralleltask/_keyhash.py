@@ -12,9 +12,11 @@ Standard library only: this module sits at the bottom of the package's layers.
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import hashlib
 import sys
+import threading
 from pickle import PickleBuffer, Pickler
 from typing import Any
 
@@ -23,21 +25,47 @@ IN_PLACE_MIN = 64 * 1024
 
 
 class _HashWriter:
-    """A write-only file whose ``write`` is a hash's ``update``."""
+    """A write-only file feeding a hash (the one of the key being made)."""
 
-    __slots__ = ("write",)
+    __slots__ = ("digest",)
 
-    def __init__(self, digest: Any) -> None:
-        self.write = digest.update
+    def write(self, data: Any) -> None:
+        self.digest.update(data)
+
+
+class _KeyPickler(Pickler):
+    """copyreg's reducers, looked up live, and a memoryview's (pickle refuses those)."""
+
+    dispatch_table = collections.ChainMap({}, copyreg.dispatch_table)
+
+
+_local = threading.local()  # one pickler per thread, reused: a fresh one costs ~0.5 µs
 
 
 def pickle_sha256(obj: Any) -> bytes:
     """``sha256(pickle.dumps(obj, protocol=5, fix_imports=False)).digest()``, without
     building those bytes: large payloads are hashed in place."""
     digest = hashlib.sha256()
-    pickler = Pickler(_HashWriter(digest), protocol=5, fix_imports=False)
-    pickler.dispatch_table = _dispatch_table()
-    pickler.dump(obj)
+    kept = getattr(_local, "kept", None)
+    if kept is None:  # this thread's first key, or the last one failed midway
+        writer = _HashWriter()
+        kept = _local.kept = [_KeyPickler(writer, protocol=5, fix_imports=False), writer, False]
+    pickler, writer, busy = kept
+    if busy:  # a key made while this thread makes one (inside a reducer): a pickler of its own
+        writer = _HashWriter()
+        writer.digest = digest
+        _KeyPickler(writer, protocol=5, fix_imports=False).dump(obj)
+        return digest.digest()
+    writer.digest = digest
+    kept[2] = True
+    try:
+        pickler.clear_memo()
+        pickler.dump(obj)
+    except BaseException:
+        _local.kept = None  # its frames may be half written: the next key makes a new one
+        raise
+    finally:
+        kept[2] = False
     return digest.digest()
 
 
@@ -59,13 +87,6 @@ def array_data(obj: Any) -> Any:
     return PickleBuffer(view.toreadonly())
 
 
-def _dispatch_table() -> dict:
-    """copyreg's reducers (as a pickler without a table uses), and a memoryview's."""
-    table = dict(copyreg.dispatch_table)
-    table[memoryview] = _reduce_memoryview
-    return table
-
-
 def _reduce_memoryview(view: memoryview) -> tuple:
     """A memoryview as its bytes, format and shape (its bytes in place when large and
     C-contiguous); pickle refuses memoryviews, a key needs only to tell them apart."""
@@ -79,3 +100,6 @@ def _reduce_memoryview(view: memoryview) -> tuple:
 def _memoryview(data: Any, format: str, shape: tuple) -> memoryview:
     """What a pickled memoryview of a key would load as (keys are never loaded)."""
     return memoryview(bytes(data)).cast(format, shape)
+
+
+_KeyPickler.dispatch_table.maps[0][memoryview] = _reduce_memoryview
