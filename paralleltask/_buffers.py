@@ -14,10 +14,15 @@ copy-on-write, so it is writable and only the pages written to are copied.
 
 from __future__ import annotations
 
+import collections
+import functools
 import mmap
 import os
 import pickle
 import socket
+import sys
+import threading
+import weakref
 from typing import Any, NamedTuple
 
 import cloudpickle
@@ -79,22 +84,28 @@ def _write_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 class OutOfBand(NamedTuple):
-    """A pickle whose large buffers are in a segment (the sender's side)."""
+    """A pickle whose large buffers are in segments (the sender's side): the message's
+    own segment, if any, then the placed ones it uses (see :func:`placed`)."""
 
     data: bytes
-    segment: Segment
+    segments: tuple[Segment, ...]
+    spans: tuple[tuple[int, int, int], ...]  # per buffer: (segment index, offset, size)
 
-    def wire(self) -> tuple[bytes, tuple]:
-        """What the message carries: the stream and where each buffer is in the file."""
-        return self.data, self.segment.spans
+    def wire(self) -> tuple[bytes, tuple, int]:
+        """What the message carries: the stream, where each buffer is, how many
+        descriptors follow it."""
+        return self.data, self.spans, len(self.segments)
+
+    def fds(self) -> list[int]:
+        return [segment.fd for segment in self.segments]
 
 
 class Mapped(NamedTuple):
-    """A received out-of-band pickle: its stream, the spans, the file mapped."""
+    """A received out-of-band pickle: its stream, the spans, the segments mapped."""
 
     data: bytes
     spans: tuple
-    mapping: mmap.mmap
+    mappings: tuple[mmap.mmap, ...]
 
 
 class _LargeBytes:
@@ -117,10 +128,13 @@ def _large(value: Any, threshold: int) -> Any:
     return value
 
 
-def dumps(obj: Any, threshold: int) -> bytes | OutOfBand:
+def dumps(obj: Any, threshold: int, place: bool = True) -> bytes | OutOfBand:
     """Pickle ``obj``: plain bytes if no buffer reaches ``threshold``, else the stream
-    and a segment holding those buffers (each copied once, into the segment)."""
-    views: list[memoryview] = []
+    and the segments holding those buffers: each copied once into the message's own
+    segment, or found already placed (an array that cannot change, :func:`placed`;
+    only if ``place``: a worker's results are never placed, they go once)."""
+    own: list[memoryview] = []
+    where: list[Any] = []  # per buffer: its index in ``own``, or its placed segment
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         try:
@@ -129,18 +143,88 @@ def dumps(obj: Any, threshold: int) -> bytes | OutOfBand:
             return True
         if view.nbytes < threshold:
             return True
-        views.append(view)
+        segment = placed(view) if place else None
+        if segment is None:
+            where.append(len(own))
+            own.append(view)
+        else:
+            where.append(segment)
         return False
 
     data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
-    if not views:
+    if not where:
         return data
-    return OutOfBand(data, Segment(views))
+    segments: list[Segment] = [Segment(own)] if own else []
+    spans = []
+    for found in where:
+        if type(found) is int:
+            offset, size = segments[0].spans[found]
+            spans.append((0, offset, size))
+        else:
+            if found not in segments:
+                segments.append(found)
+            spans.append((segments.index(found), 0, found.spans[0][1]))
+    return OutOfBand(data, tuple(segments), tuple(spans))
+
+
+# -- placed once: buffers that cannot change, shared by every call that passes them ----
+
+#: Segments of arrays that cannot change, by the array's id, with a weak reference to
+#: it (its death drops the entry); the least recently used go past PLACED_KEPT.
+_placed: collections.OrderedDict[int, tuple[weakref.ref, Segment]] = collections.OrderedDict()
+# Reentrant: a weak reference's callback (another array dying) may run while it is held.
+_placed_lock = threading.RLock()
+PLACED_KEPT = 64
+
+
+def placed(view: memoryview) -> Segment | None:
+    """The segment of ``view`` placed once, if the array it belongs to cannot change
+    (read-only through its whole base chain, down to memory it owns or to ``bytes``):
+    every call passing that array shares one copy, as ``ray.put`` shares one. None for
+    anything else (a writable array may change between calls: it is copied per call)."""
+    owner = view.obj
+    if not _cannot_change(owner):
+        return None
+    key = id(owner)
+    with _placed_lock:
+        entry = _placed.get(key)
+        if entry is not None and entry[0]() is owner:
+            _placed.move_to_end(key)
+            return entry[1]
+    segment = Segment([view])
+    with _placed_lock:
+        _placed[key] = (weakref.ref(owner, functools.partial(_forget, key)), segment)
+        while len(_placed) > PLACED_KEPT:  # (a call holding one keeps it open meanwhile)
+            _placed.popitem(last=False)
+    return segment
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    with _placed_lock:
+        entry = _placed.get(key)
+        if entry is not None and entry[0] is ref:
+            del _placed[key]
+
+
+def _cannot_change(owner: Any) -> bool:
+    """A numpy array read-only down its base chain (the owner must be an array: bytes
+    cannot be weakly referenced, so a bytes argument is copied per call)."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(owner, numpy.ndarray):
+        return False
+    while isinstance(owner, numpy.ndarray):
+        if owner.flags.writeable:
+            return False
+        owner = owner.base
+        if owner is None:
+            return True
+    return type(owner) is bytes
 
 
 def dumps_value(value: Any, threshold: int) -> bytes | OutOfBand:
-    """A result: as :func:`dumps`, a large ``bytes``/``bytearray`` out of band too."""
-    return dumps(_large(value, threshold), threshold)
+    """A result: as :func:`dumps`, a large ``bytes``/``bytearray`` out of band too, in
+    a segment of its own (never placed: it is sent once)."""
+    return dumps(_large(value, threshold), threshold, place=False)
 
 
 def dumps_call_arguments(
@@ -164,29 +248,30 @@ def wrote_to_read_only(error: BaseException) -> bool:
     )
 
 
-def receive(wire: tuple, fd: int, writable: bool) -> Mapped:
-    """Map a received segment (and close its descriptor: the mapping keeps the memory).
-
-    ``writable``: copy-on-write (the parent's results); else read-only (arguments).
-    """
-    data, spans = wire
+def receive(wire: tuple, fds: list[int], writable: bool) -> Mapped:
+    """Map a received message's segments (and close their descriptors: the mappings
+    keep the memory). ``writable``: copy-on-write (the parent's results); else
+    read-only (arguments)."""
+    data, spans, _count = wire
+    if writable:
+        flags, prot = mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE
+    else:
+        flags, prot = mmap.MAP_SHARED, mmap.PROT_READ
+    mappings = []
     try:
-        offset, size = spans[-1]
-        length = offset + size
-        if writable:
-            flags, prot = mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE
-        else:
-            flags, prot = mmap.MAP_SHARED, mmap.PROT_READ
-        mapping = mmap.mmap(fd, length, flags=flags, prot=prot)
+        for fd in fds:
+            mappings.append(mmap.mmap(fd, os.fstat(fd).st_size, flags=flags, prot=prot))
     finally:
-        os.close(fd)
-    return Mapped(data, spans, mapping)
+        for fd in fds:
+            os.close(fd)
+    return Mapped(data, spans, tuple(mappings))
 
 
 def loads(mapped: Mapped) -> Any:
-    """Unpickle a received pickle over views of its mapping (no copy of the buffers)."""
-    whole = memoryview(mapped.mapping)
-    return pickle.loads(mapped.data, buffers=[whole[o : o + n] for o, n in mapped.spans])
+    """Unpickle a received pickle over views of its mappings (no copy of the buffers)."""
+    wholes = [memoryview(mapping) for mapping in mapped.mappings]
+    buffers = [wholes[index][offset : offset + size] for index, offset, size in mapped.spans]
+    return pickle.loads(mapped.data, buffers=buffers)
 
 
 def send_fds(sock: socket.socket, fds: list[int]) -> None:

@@ -201,11 +201,13 @@ class _Worker:
     def _mapped(self, message: Any) -> Any:
         """A CALL whose calls have out-of-band segments: receive their descriptors (sent
         right after it, in order) and map each read-only before reading on."""
-        wired = [i for i, order in enumerate(message.items) if type(order.args_blob) is tuple]
-        fds = _buffers.recv_fds(self.sock, len(wired))
         items = list(message.items)
-        for index, fd in zip(wired, fds, strict=True):
-            mapped = _buffers.receive(items[index].args_blob, fd, writable=False)
+        wired = [i for i, order in enumerate(items) if type(order.args_blob) is tuple]
+        fds = _buffers.recv_fds(self.sock, sum(items[i].args_blob[2] for i in wired))
+        for index in wired:
+            count = items[index].args_blob[2]
+            mine, fds = fds[:count], fds[count:]
+            mapped = _buffers.receive(items[index].args_blob, mine, writable=False)
             items[index] = items[index]._replace(args_blob=mapped)
         return message._replace(items=items)
 
@@ -409,11 +411,11 @@ class _Worker:
         if type(blob) is bytes:
             self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
             return
-        segment = blob.segment  # large buffers: the parent maps the segment we send
-        try:
-            self.send(wire_done(call_id, OK, blob.wire(), seconds, rss), (segment.fd,))
+        try:  # large buffers: the parent maps the segment we send
+            self.send(wire_done(call_id, OK, blob.wire(), seconds, rss), tuple(blob.fds()))
         finally:
-            segment.close()  # in flight, the kernel holds it; mapped, the parent does
+            for segment in blob.segments:
+                segment.close()  # in flight, the kernel holds it; mapped, the parent does
 
     def _send_exception(self, call_id: int, exc: BaseException, seconds: float) -> None:
         if self.buffer_threshold is not None and _buffers.wrote_to_read_only(exc):

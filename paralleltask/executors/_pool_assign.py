@@ -58,7 +58,7 @@ class AssignMixin:
             info = call.run.info
             args_blob = call.payload
             if type(args_blob) is not bytes:  # large buffers in a shared-memory segment
-                fds.append(args_blob.segment.fd)
+                fds.extend(args_blob.fds())
                 args_blob = args_blob.wire()
             items.append(
                 wire_call_order(

@@ -47,9 +47,9 @@ class MessagesMixin:
                 message = loads(conn.recv_bytes())
                 kind = message.kind
                 if kind == DONE:
-                    if type(message.blob) is tuple:  # a result out of band: its fd follows
-                        (fd,) = _buffers.recv_fds(worker.sock, 1)
-                        mapped = _buffers.receive(message.blob, fd, writable=True)
+                    if type(message.blob) is tuple:  # a result out of band: its fds follow
+                        fds = _buffers.recv_fds(worker.sock, message.blob[2])
+                        mapped = _buffers.receive(message.blob, fds, writable=True)
                         message = message._replace(blob=mapped)
                     outcomes.append(message)
                 elif kind == EVENT:

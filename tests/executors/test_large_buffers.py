@@ -272,9 +272,10 @@ def test_an_out_of_band_pickle_round_trips_without_a_worker():
     value = {"a": np.arange(MIB, dtype=np.int64), "b": [np.ones((512, 512))], "c": 1}
     packed = _buffers.dumps(value, MIB)
     assert type(packed) is _buffers.OutOfBand and len(packed.data) < 4096
-    fd = os.dup(packed.segment.fd)
-    packed.segment.close()  # the receiver's descriptor keeps the file
-    loaded = _buffers.loads(_buffers.receive(packed.wire(), fd, writable=False))
+    fds = [os.dup(fd) for fd in packed.fds()]
+    for segment in packed.segments:
+        segment.close()  # the receiver's descriptors keep the files
+    loaded = _buffers.loads(_buffers.receive(packed.wire(), fds, writable=False))
     assert pickle.dumps(loaded["c"]) == pickle.dumps(1)
     np.testing.assert_array_equal(loaded["a"], value["a"])
     np.testing.assert_array_equal(loaded["b"][0], value["b"][0])
@@ -302,3 +303,75 @@ def test_any_array_arrives_as_serial_code_sees_it(dtype, rows, columns, order, s
     serial = expected(array)
     out_of_band = array.nbytes >= _buffers.DEFAULT_THRESHOLD
     assert seen == {**serial, "writeable": not out_of_band}
+
+
+# -- placed once: an array that cannot change is copied once for all its calls -------------
+
+
+@task
+def first_value(array):
+    return float(array.flat[0])
+
+
+def counting_segments(monkeypatch):
+    made = []
+
+    class Counted(_buffers.Segment):
+        __slots__ = ()
+
+        def __init__(self, views):
+            made.append(sum(v.nbytes for v in views))
+            super().__init__(views)
+
+    monkeypatch.setattr(_buffers, "Segment", Counted)
+    return made
+
+
+def test_a_read_only_array_passed_to_many_calls_is_copied_once(monkeypatch):
+    made = counting_segments(monkeypatch)
+    array = np.arange(MIB, dtype=np.float64)
+    array.setflags(write=False)
+
+    @entrypoint()
+    def body(shared):
+        return [f.result() for f in [describe(shared) for _ in range(8)]]
+
+    seen = body.invoke(array)
+    assert seen == [{**expected(array), "writeable": False}] * 8
+    assert made == [array.nbytes]  # one segment, shared by the eight calls
+    gc.collect()
+    fds = open_fds()
+    del array, seen
+    gc.collect()
+    assert open_fds() == fds - 1  # the array gone, its segment goes too
+    assert not _buffers._placed
+
+
+def test_a_writable_array_is_copied_per_call_so_changes_between_calls_are_seen(monkeypatch):
+    made = counting_segments(monkeypatch)
+    array = np.zeros(MIB // 8)
+
+    @entrypoint()
+    def body(_):
+        before = first_value(array).result()
+        array[0] = 99.0  # the next call must see this, as through a pipe
+        return before, first_value(array).result()
+
+    assert body.invoke(0) == (0.0, 99.0)
+    assert made == [array.nbytes, array.nbytes]
+
+
+def test_a_read_only_view_of_a_writable_array_is_copied_per_call(monkeypatch):
+    made = counting_segments(monkeypatch)
+    base = np.zeros(MIB // 8)
+    view = base[:]
+    view.setflags(write=False)  # read-only here, yet its memory may change through base
+
+    @entrypoint()
+    def body(_):
+        before = first_value(view).result()
+        base[0] = 7.0
+        return before, first_value(view).result()
+
+    assert body.invoke(0) == (0.0, 7.0)
+    assert len(made) == 2 and not _buffers._placed
