@@ -85,7 +85,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [sys.path[0], os.environ.get("PYTHONPATH")])
 )
 
-from benchmarks import workloads
+from benchmarks import arrays, workloads
+from benchmarks.large_data import (
+    FULL_LARGE,
+    QUICK_LARGE,
+    LargeData,
+    LargeSizes,
+    large_workloads,
+    measure_memory_in_child,
+)
 from benchmarks.machine import ForeignCpuMeter, machine_description
 from benchmarks.peers import CPU_COUNT, PEER_FACTORIES, Peer
 from benchmarks.report import Failure, Session, render
@@ -119,12 +127,14 @@ class Sizes:
     map_chunks: int = 64
     map_chunk_bytes: int = 500_000
     deadline_s: float = 300.0
+    large: LargeSizes = FULL_LARGE
 
     def describe(self) -> str:
         return (
             f"W1 {self.w1_calls}x{self.w1_seconds * 1e3:.0f} ms, W2 N={self.w2_counts}, "
             f"W3 {self.w3_calls}x{self.w3_seconds * 1e3:.0f} ms, W5 {self.w5_calls} calls, "
-            f"Map {self.map_chunks}x{self.map_chunk_bytes // 1000} kB, {self.rounds} rounds"
+            f"Map {self.map_chunks}x{self.map_chunk_bytes // 1000} kB, "
+            f"{self.large.describe()}, {self.rounds} rounds"
         )
 
 
@@ -138,6 +148,7 @@ QUICK = Sizes(
     map_chunks=16,
     map_chunk_bytes=200_000,
     deadline_s=120.0,
+    large=QUICK_LARGE,
 )
 BUSY_MACHINE_CORES = 0.15  # foreign CPU use above which the report carries a warning
 W7_LOOPS = 10_000  # ~1 ms per task: W7 measures start-up, not work
@@ -234,6 +245,7 @@ def _all_workloads(sizes: Sizes) -> list[Workload]:
             f"{sizes.map_chunk_bytes // 1000} kB, Counter reduce in the parent",
             chunks,
         ),
+        *large_workloads(sizes.large),
     ]
 
 
@@ -269,6 +281,8 @@ def warm_up(bench: BenchThread, peer: Peer, deadline_s: float) -> None:
         workloads.identity: [(i,) for i in range(4 * CPU_COUNT)],
         workloads.cpu_burn: [(i, 1000) for i in range(4 * CPU_COUNT)],
         workloads.count_words_and_bigrams: [("a b c",)] * (4 * CPU_COUNT),
+        arrays.array_sum: [(arrays.make_array(0, 8), 0)] * (4 * CPU_COUNT),
+        arrays.make_array: [(seed, 8) for seed in range(4 * CPU_COUNT)],
     }
     for func, calls in tiny_calls.items():
         bench.call(lambda f=func, c=calls: peer.run_all(f, c), deadline_s)
@@ -281,8 +295,45 @@ class Rounds:
         self.bench, self.peers, self.suite, self.sizes = bench, peers, suite, sizes
         self.history: list[dict[str, dict]] = []
         self.failures: dict[tuple[str, str], Failure] = {}
-        self.not_applicable = {(w.key, p.name) for w in suite for p in peers if not w.applies_to(p)}
+        self.not_applicable = {
+            (w.key, p.name)
+            for w in suite
+            for p in peers
+            if (p.only is not None and w.key not in p.only) or not w.applies_to(p)
+        }
         self.hung: set[str] = set()
+
+    def warm(self) -> None:
+        """One unrecorded run of the workloads that ask for it (the large-data ones)."""
+        for workload in self.suite:
+            for peer in self.peers:
+                if (workload.key, peer.name) in self.not_applicable:
+                    continue
+                gc.collect()
+                try:
+                    self.bench.call(lambda w=workload, p=peer: w.warm(p), self.sizes.deadline_s)
+                except Exception as error:  # measured (and reported) in the rounds
+                    print(f"warming {peer.name} on {workload.key}: {error!r}", file=sys.stderr)
+
+    def measure_memory(self, quick: bool) -> list[str]:
+        """The large-data workloads' memory, in a fresh process per peer: its figures go
+        into the first round's metrics; returns a line per figure that could not be had."""
+        missing = []
+        for workload in self.suite:
+            if not isinstance(workload, LargeData):
+                continue
+            for peer in self.peers:
+                if (workload.key, peer.name) in self.not_applicable | set(self.failures):
+                    continue
+                figures = measure_memory_in_child(workload, peer.name, quick, self.sizes.deadline_s)
+                workload.memory[peer.name] = figures
+                first_round = self.history[0].get(workload.key, {}) if self.history else {}
+                if "error" in figures:
+                    missing.append(f"memory of {peer.name} on {workload.key}: {figures['error']}")
+                elif peer.name in first_round:
+                    first_round[peer.name].update(workload.memory_figures(figures))
+                print(f"memory: {workload.key} {peer.name}: {figures}", flush=True)
+        return missing
 
     def run(self) -> None:
         for number in range(self.sizes.rounds):
@@ -392,8 +443,10 @@ def main() -> int:
     for workload in suite:
         workload.prepare(peers[0])  # the serial peer: the expected results
     rounds = Rounds(bench, peers, suite, sizes)
+    rounds.warm()
     rounds.run()
     close_peers(bench, peers, rounds.hung)
+    memory_missing = rounds.measure_memory(arguments.quick)
     foreign_text, foreign_cores = foreign_cpu.describe()
     machine |= {
         "load average (1 min) at end": f"{os.getloadavg()[0]:.2f}",
@@ -407,7 +460,9 @@ def main() -> int:
         skipped=skipped,
         not_applicable=rounds.not_applicable,
         machine=machine,
-        warnings=busy_machine_warning(foreign_cores) + quick_warning(arguments.quick),
+        warnings=busy_machine_warning(foreign_cores)
+        + quick_warning(arguments.quick)
+        + memory_missing,
         sizes=sizes.describe(),
     )
     markdown = render(session)
