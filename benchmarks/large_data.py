@@ -203,29 +203,41 @@ class LargeData(Workload):
 
     # -- one round ------------------------------------------------------------------------
 
+    def fresh_calls(self) -> list[tuple]:
+        """The calls with new copies of the arrays (W4b: one copy, shared by the calls): a
+        peer that remembers an array it has seen (joblib memmaps each array object once
+        and reuses the file) meets a new one every run, as with a user's new data."""
+        if self.key == "W4r":
+            return self.calls
+        if self.key == "W4b":
+            array = self.calls[0][0].copy()
+            return [(array, start) for _, start in self.calls]
+        return [(array.copy(), start) for array, start in self.calls]
+
     def warm(self, peer: Peer) -> None:
         """One unrecorded run before the rounds: pools, object stores and page caches warm."""
         if hasattr(peer, "clear_cache"):
             peer.clear_cache()
-        self.check(peer.run_all(self.func, self.calls))
+        self.check(peer.run_all(self.func, self.fresh_calls()))
 
     def measure(self, peer: Peer) -> dict[str, float]:
+        calls = self.fresh_calls()
         if hasattr(peer, "clear_cache"):
             peer.clear_cache()  # cold: every call a miss whose result is stored
-        seconds, results = timed(peer.run_all, self.func, self.calls)
+        seconds, results = timed(peer.run_all, self.func, calls)
         self.check(results)
         metrics = {"seconds": seconds}
         if hasattr(peer, "clear_cache"):
-            warm_seconds, results = timed(peer.run_all, self.func, self.calls)
+            warm_seconds, results = timed(peer.run_all, self.func, calls)
             self.check(results)
             metrics["warm_seconds"] = warm_seconds
         if peer.name == "serial":
             if self.key == "W4r":
                 payloads = list(results)  # the results, as they are in the parent
             elif self.key == "W4b":
-                payloads = [self.calls[0][0]]  # the one array
+                payloads = [calls[0][0]]  # the one array
             else:
-                payloads = [call[0] for call in self.calls]
+                payloads = [call[0] for call in calls]
             metrics["floor"] = arrays.memcpy_seconds(payloads)
         return metrics
 

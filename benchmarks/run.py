@@ -1,7 +1,8 @@
 """Benchmark paralleltask against its peers: one command, one markdown table.
 
     python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
-                             [--peers serial,ppe,loky,joblib,langgraph,paralleltask]
+                             [--peers serial,ppe,loky,joblib,langgraph,paralleltask,
+                                      paralleltask+cache,ray]
                              [--only W2s,W5i]
 
 Peers (each pool created once, warmed, and kept for the whole session):
@@ -12,7 +13,11 @@ Peers (each pool created once, warmed, and kept for the whole session):
 - stdlib PPE    ``concurrent.futures.ProcessPoolExecutor``, held once, warm;
 - joblib        one ``Parallel(n_jobs=-1)`` on the loky backend, kept open and reused;
 - paralleltask  the same ``@task``/``@entrypoint`` program as LangGraph's, on paralleltask's
-                process-wide warm process pool (skipped, with the reason, if it won't import).
+                process-wide warm process pool (skipped, with the reason, if it won't import);
+- paralleltask+cache  the same, every task with a ``CachePolicy()`` and the entrypoint with
+                an LMDB ``cache=``, run on a cold cache (W4, W4b only);
+- Ray           ``ray.init(num_cpus=<cores>)`` once, ``f.remote(array)`` then ``ray.get``
+                (W4, W4b, W4r only; skipped, with the reason, if ``ray`` won't import).
 
 Workloads (task functions in ``benchmarks/workloads.py``: pure Python, deterministic):
 
@@ -39,6 +44,13 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
        wall time of the whole subprocess, and its ratio to the stdlib pool's, loky's and
        LangGraph's (serial: —).
+- W4   32 calls, each handed its own 8 MB float64 array, returning its sum: wall time, ÷ Ray
+       (bar ≤ 0.5x), ÷ the memcpy floor, cold-cached ÷ plain paralleltask (bar ≤ 1.1x).
+- W4b  one 200 MB array handed to 8 calls (call k: ``sum(a[k:])``): wall time, ÷ joblib
+       (bar ≤ 0.5x); parent peak RSS ÷ the array (bar ≤ 1.3x).
+- W4r  32 calls, each returning an 8 MB array built from a seed: wall time, ÷ Ray (bar ≤ 1x).
+       The W4 family's memory (peak RSS of the parent and of its workers) is measured once
+       per session, after the rounds, in a fresh process per peer (``large_data.py``).
 - Map  word and word-pair (bigram) counts of 64 chunks of 500 kB of seeded random text
        (Zipf over a 4 000-word vocabulary), one task per chunk, ``Counter`` reduce in the
        parent: speed-up vs serial. The note under its table gives the Amdahl ceiling that
