@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.peers import CPU_COUNT
 
-PACKAGES = ("paralleltask", "langgraph", "loky", "cloudpickle", "joblib")
+PACKAGES = ("paralleltask", "langgraph", "loky", "cloudpickle", "joblib", "numpy", "ray")
 BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of the "cpu" line of /proc/stat)
 STEAL_FIELD = 7
 

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from time import perf_counter
 from typing import Any
 
-from benchmarks import workloads
+from benchmarks import arrays, workloads
 
 Call = tuple  # the positional arguments of one task call
 CPU_COUNT = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -30,6 +30,9 @@ TASK_FUNCTIONS: tuple[Callable, ...] = (
     workloads.identity,
     workloads.cpu_burn,
     workloads.count_words_and_bigrams,
+    arrays.array_sum,
+    arrays.make_array,
+    arrays.worker_pid,
 )
 
 
@@ -47,6 +50,7 @@ class Peer:
     """Base class: the serial peer's behaviour is the reference for every other one."""
 
     name = "?"
+    only: frozenset[str] | None = None  # the keys of the workloads it runs; None: every one
 
     def start(self) -> None:
         """Create and warm the pool (blocks until its workers answer)."""
@@ -433,6 +437,69 @@ def paralleltask_peer() -> Peer:
     )
 
 
+class RayPeer(Peer):
+    """Ray, started once for the session (``ray.init(num_cpus=...)``, its own local
+    instance), ``f.remote(*args)`` then ``ray.get``: large arguments go to its object
+    store, as a user's would (nothing is ``ray.put`` up front). Large-data workloads only."""
+
+    name = "Ray"
+    only = frozenset({"W4", "W4b", "W4r"})
+
+    def __init__(self):
+        import ray
+
+        self._ray = ray
+        self._remote: dict[Callable, Any] = {}
+
+    def start(self):
+        self._ray.init(
+            address="local",
+            num_cpus=CPU_COUNT,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        self.run_all(workloads.identity, [(i,) for i in range(4 * CPU_COUNT)])
+
+    def run_all(self, func, calls):
+        remote = self._remote.get(func)
+        if remote is None:
+            remote = self._remote[func] = self._ray.remote(func)
+        return self._ray.get([remote.remote(*call) for call in calls])
+
+    def run_one(self, func, call):
+        return self.run_all(func, [call])[0]
+
+    def close(self):
+        self._ray.shutdown()
+
+
+class CachedPeer(Peer):
+    """paralleltask with a cache: every task a ``CachePolicy()`` one (the default key:
+    the arguments' bytes, hashed), the entrypoint's ``cache=`` an LMDB store. ``run_all``
+    on a cold cache is every call a miss (keys computed, results stored); ``clear_cache``
+    empties it. Large-data workloads with small results only."""
+
+    name = "paralleltask+cache"
+    only = frozenset({"W4", "W4b"})
+
+    def __init__(self):
+        self._inner: Any = paralleltask_peer()
+        self._job = self._inner._durable_jobs["cached"]
+
+    def start(self):
+        self._inner.start()
+
+    def clear_cache(self):
+        self._job.cache.cache_clear()
+
+    def run_all(self, func, calls):
+        return self._job.invoke((func.__name__, list(calls)))
+
+    def run_one(self, func, call):
+        return self.run_all(func, [call])[0]
+
+
 PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (
     ("serial", SerialPeer),
     # The stdlib pool forks: create it first, while this process has the fewest threads.
@@ -441,4 +508,6 @@ PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (
     ("joblib", JoblibPeer),
     ("LangGraph", langgraph_peer),
     ("paralleltask", paralleltask_peer),
+    ("paralleltask+cache", CachedPeer),
+    ("Ray", RayPeer),
 )

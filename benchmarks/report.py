@@ -51,6 +51,8 @@ def format_value(value: float, kind: str) -> str:
         return f"{value:.2f}x" if value >= 0.01 else "<0.01x"
     if kind == "s":
         return f"{value:.3f} s"
+    if kind == "MB":
+        return f"{value:,.0f} MB"
     if kind == "ms":
         return f"{value:.1f} ms"
     if value < 10:

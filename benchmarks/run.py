@@ -1,7 +1,8 @@
 """Benchmark paralleltask against its peers: one command, one markdown table.
 
     python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
-                             [--peers serial,ppe,loky,joblib,langgraph,paralleltask]
+                             [--peers serial,ppe,loky,joblib,langgraph,paralleltask,
+                                      paralleltask+cache,ray]
                              [--only W2s,W5i]
 
 Peers (each pool created once, warmed, and kept for the whole session):
@@ -12,7 +13,11 @@ Peers (each pool created once, warmed, and kept for the whole session):
 - stdlib PPE    ``concurrent.futures.ProcessPoolExecutor``, held once, warm;
 - joblib        one ``Parallel(n_jobs=-1)`` on the loky backend, kept open and reused;
 - paralleltask  the same ``@task``/``@entrypoint`` program as LangGraph's, on paralleltask's
-                process-wide warm process pool (skipped, with the reason, if it won't import).
+                process-wide warm process pool (skipped, with the reason, if it won't import);
+- paralleltask+cache  the same, every task with a ``CachePolicy()`` and the entrypoint with
+                an LMDB ``cache=``, run on a cold cache (W4, W4b only);
+- Ray           ``ray.init(num_cpus=<cores>)`` once, ``f.remote(array)`` then ``ray.get``
+                (W4, W4b, W4r only; skipped, with the reason, if ``ray`` won't import).
 
 Workloads (task functions in ``benchmarks/workloads.py``: pure Python, deterministic):
 
@@ -39,6 +44,13 @@ Workloads (task functions in ``benchmarks/workloads.py``: pure Python, determini
 - W7   a fresh interpreter imports the library, starts its pool, runs 2 tasks and exits:
        wall time of the whole subprocess, and its ratio to the stdlib pool's, loky's and
        LangGraph's (serial: —).
+- W4   32 calls, each handed its own 8 MB float64 array, returning its sum: wall time, ÷ Ray
+       (bar ≤ 0.5x), ÷ the memcpy floor, cold-cached ÷ plain paralleltask (bar ≤ 1.1x).
+- W4b  one 200 MB array handed to 8 calls (call k: ``sum(a[k:])``): wall time, ÷ joblib
+       (bar ≤ 0.5x); parent peak RSS ÷ the array (bar ≤ 1.3x).
+- W4r  32 calls, each returning an 8 MB array built from a seed: wall time, ÷ Ray (bar ≤ 1x).
+       The W4 family's memory (peak RSS of the parent and of its workers) is measured once
+       per session, after the rounds, in a fresh process per peer (``large_data.py``).
 - Map  word and word-pair (bigram) counts of 64 chunks of 500 kB of seeded random text
        (Zipf over a 4 000-word vocabulary), one task per chunk, ``Counter`` reduce in the
        parent: speed-up vs serial. The note under its table gives the Amdahl ceiling that
@@ -85,7 +97,15 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [sys.path[0], os.environ.get("PYTHONPATH")])
 )
 
-from benchmarks import workloads
+from benchmarks import arrays, workloads
+from benchmarks.large_data import (
+    FULL_LARGE,
+    QUICK_LARGE,
+    LargeData,
+    LargeSizes,
+    large_workloads,
+    measure_memory_in_child,
+)
 from benchmarks.machine import ForeignCpuMeter, machine_description
 from benchmarks.peers import CPU_COUNT, PEER_FACTORIES, Peer
 from benchmarks.report import Failure, Session, render
@@ -119,12 +139,14 @@ class Sizes:
     map_chunks: int = 64
     map_chunk_bytes: int = 500_000
     deadline_s: float = 300.0
+    large: LargeSizes = FULL_LARGE
 
     def describe(self) -> str:
         return (
             f"W1 {self.w1_calls}x{self.w1_seconds * 1e3:.0f} ms, W2 N={self.w2_counts}, "
             f"W3 {self.w3_calls}x{self.w3_seconds * 1e3:.0f} ms, W5 {self.w5_calls} calls, "
-            f"Map {self.map_chunks}x{self.map_chunk_bytes // 1000} kB, {self.rounds} rounds"
+            f"Map {self.map_chunks}x{self.map_chunk_bytes // 1000} kB, "
+            f"{self.large.describe()}, {self.rounds} rounds"
         )
 
 
@@ -138,6 +160,7 @@ QUICK = Sizes(
     map_chunks=16,
     map_chunk_bytes=200_000,
     deadline_s=120.0,
+    large=QUICK_LARGE,
 )
 BUSY_MACHINE_CORES = 0.15  # foreign CPU use above which the report carries a warning
 W7_LOOPS = 10_000  # ~1 ms per task: W7 measures start-up, not work
@@ -234,6 +257,7 @@ def _all_workloads(sizes: Sizes) -> list[Workload]:
             f"{sizes.map_chunk_bytes // 1000} kB, Counter reduce in the parent",
             chunks,
         ),
+        *large_workloads(sizes.large),
     ]
 
 
@@ -269,6 +293,8 @@ def warm_up(bench: BenchThread, peer: Peer, deadline_s: float) -> None:
         workloads.identity: [(i,) for i in range(4 * CPU_COUNT)],
         workloads.cpu_burn: [(i, 1000) for i in range(4 * CPU_COUNT)],
         workloads.count_words_and_bigrams: [("a b c",)] * (4 * CPU_COUNT),
+        arrays.array_sum: [(arrays.make_array(0, 8), 0)] * (4 * CPU_COUNT),
+        arrays.make_array: [(seed, 8) for seed in range(4 * CPU_COUNT)],
     }
     for func, calls in tiny_calls.items():
         bench.call(lambda f=func, c=calls: peer.run_all(f, c), deadline_s)
@@ -281,8 +307,45 @@ class Rounds:
         self.bench, self.peers, self.suite, self.sizes = bench, peers, suite, sizes
         self.history: list[dict[str, dict]] = []
         self.failures: dict[tuple[str, str], Failure] = {}
-        self.not_applicable = {(w.key, p.name) for w in suite for p in peers if not w.applies_to(p)}
+        self.not_applicable = {
+            (w.key, p.name)
+            for w in suite
+            for p in peers
+            if (p.only is not None and w.key not in p.only) or not w.applies_to(p)
+        }
         self.hung: set[str] = set()
+
+    def warm(self) -> None:
+        """One unrecorded run of the workloads that ask for it (the large-data ones)."""
+        for workload in self.suite:
+            for peer in self.peers:
+                if (workload.key, peer.name) in self.not_applicable:
+                    continue
+                gc.collect()
+                try:
+                    self.bench.call(lambda w=workload, p=peer: w.warm(p), self.sizes.deadline_s)
+                except Exception as error:  # measured (and reported) in the rounds
+                    print(f"warming {peer.name} on {workload.key}: {error!r}", file=sys.stderr)
+
+    def measure_memory(self, quick: bool) -> list[str]:
+        """The large-data workloads' memory, in a fresh process per peer: its figures go
+        into the first round's metrics; returns a line per figure that could not be had."""
+        missing = []
+        for workload in self.suite:
+            if not isinstance(workload, LargeData):
+                continue
+            for peer in self.peers:
+                if (workload.key, peer.name) in self.not_applicable | set(self.failures):
+                    continue
+                figures = measure_memory_in_child(workload, peer.name, quick, self.sizes.deadline_s)
+                workload.memory[peer.name] = figures
+                first_round = self.history[0].get(workload.key, {}) if self.history else {}
+                if "error" in figures:
+                    missing.append(f"memory of {peer.name} on {workload.key}: {figures['error']}")
+                elif peer.name in first_round:
+                    first_round[peer.name].update(workload.memory_figures(figures))
+                print(f"memory: {workload.key} {peer.name}: {figures}", flush=True)
+        return missing
 
     def run(self) -> None:
         for number in range(self.sizes.rounds):
@@ -392,8 +455,10 @@ def main() -> int:
     for workload in suite:
         workload.prepare(peers[0])  # the serial peer: the expected results
     rounds = Rounds(bench, peers, suite, sizes)
+    rounds.warm()
     rounds.run()
     close_peers(bench, peers, rounds.hung)
+    memory_missing = rounds.measure_memory(arguments.quick)
     foreign_text, foreign_cores = foreign_cpu.describe()
     machine |= {
         "load average (1 min) at end": f"{os.getloadavg()[0]:.2f}",
@@ -407,7 +472,9 @@ def main() -> int:
         skipped=skipped,
         not_applicable=rounds.not_applicable,
         machine=machine,
-        warnings=busy_machine_warning(foreign_cores) + quick_warning(arguments.quick),
+        warnings=busy_machine_warning(foreign_cores)
+        + quick_warning(arguments.quick)
+        + memory_missing,
         sizes=sizes.describe(),
     )
     markdown = render(session)

@@ -111,6 +111,10 @@ class Workload:
     def applies_to(self, peer: Peer) -> bool:
         return True
 
+    def warm(self, peer: Peer) -> None:
+        """An unrecorded run before the rounds, for workloads whose first run is unlike
+        the others (none by default)."""
+
     def measure(self, peer: Peer) -> Metrics:
         raise NotImplementedError
 
