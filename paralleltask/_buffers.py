@@ -40,6 +40,7 @@ READ_ONLY_NOTE = (
     "before writing to it (a = a.copy()), or pass ProcessExecutor(buffer_threshold=None)"
 )
 
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _ALIGN = 64  # each buffer starts on a cache line: numpy's views stay aligned
 _FDS_PER_MESSAGE = 250  # below the kernel's SCM_MAX_FD (253)
 
@@ -253,10 +254,10 @@ def receive(wire: tuple, fds: list[int], writable: bool) -> Mapped:
     keep the memory). ``writable``: copy-on-write (the parent's results); else
     read-only (arguments)."""
     data, spans, _count = wire
-    if writable:
+    if writable:  # (populating a private writable mapping would copy every page)
         flags, prot = mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE
-    else:
-        flags, prot = mmap.MAP_SHARED, mmap.PROT_READ
+    else:  # read-only: its page tables filled in one call, not one fault per page
+        flags, prot = mmap.MAP_SHARED | _POPULATE, mmap.PROT_READ
     mappings = []
     try:
         for fd in fds:
