@@ -20,6 +20,7 @@ it has one more), ``r`` the answers given to the slot's ``interrupt()`` calls.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -403,14 +404,22 @@ class ThreadCheckpoints:
 
 
 def open_thread(
-    store: Store,
+    store: Store | None,
     config: dict,
     name: str,
     durability: str | None,
     sink: Sink | None,
     ledger: Ledger,
-) -> ThreadCheckpoints:
-    """The run's checkpoints on the config's thread, from its latest checkpoint."""
+    stacklevel: int = 3,
+) -> ThreadCheckpoints | None:
+    """The run's checkpoints on the config's thread, from its latest checkpoint; None
+    without a checkpointer (then a ``durability`` is warned about, at the caller of
+    ``invoke()`` & co., as LangGraph warns: ``stacklevel`` counts from here)."""
+    if store is None:
+        if durability is not None:
+            message = "`durability` has no effect when no checkpointer is present."
+            warnings.warn(message, stacklevel=stacklevel)
+        return None
     durability = check_durability(durability)
     thread_id = thread_id_of(config)
     checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")

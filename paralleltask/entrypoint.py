@@ -12,7 +12,6 @@ import contextvars
 import copy
 import functools
 import inspect
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -22,7 +21,7 @@ from ._batch import abatch, batch
 from ._body import run_async, run_sync
 from ._body_threads import stream_beside
 from ._cache import as_cache_policy, identity_prefix
-from ._checkpoint import ThreadCheckpoints, open_thread
+from ._checkpoint import open_thread
 from ._compat import refuse, refuse_unknown, renamed
 from ._inject import injected_parameters
 from ._retry import as_policies
@@ -281,7 +280,7 @@ class Entrypoint:
         one in a thread of the loop's default executor, as LangGraph runs it."""
         loop = asyncio.get_running_loop()
         ledger = Ledger()
-        thread = self._thread(info.config, durability, sink, ledger)
+        thread = open_thread(self.checkpointer, info.config, self.name, durability, sink, ledger)
         run = Run(
             self._executor(),
             loop if self.is_async else None,  # a sync body's run is not on the loop...
@@ -302,26 +301,12 @@ class Entrypoint:
         or for ``stream`` a kept one), its task calls' futures ``cf.Future``."""
         executor = self._executor()
         ledger = Ledger()
-        thread = self._thread(info.config, durability, sink, ledger, stacklevel=4)
+        thread = open_thread(
+            self.checkpointer, info.config, self.name, durability, sink, ledger, stacklevel=4
+        )
         return Run(
             executor, info=info, sink=sink, cache=self.cache, checkpoints=thread, ledger=ledger
         )
-
-    def _thread(
-        self,
-        config: dict,
-        durability: str | None,
-        sink: Sink | None,
-        ledger: Ledger,
-        stacklevel: int = 3,
-    ) -> ThreadCheckpoints | None:
-        """The run's checkpoints on its thread, or None without a checkpointer."""
-        if self.checkpointer is None:
-            if durability is not None:  # as LangGraph warns, at the caller of invoke() & co.
-                message = "`durability` has no effect when no checkpointer is present."
-                warnings.warn(message, stacklevel=stacklevel)
-            return None
-        return open_thread(self.checkpointer, config, self.name, durability, sink, ledger)
 
     def _executor(self) -> Executor:
         """Where the run's calls go: inline when invoked inside a task (in a worker, or

@@ -17,6 +17,7 @@ from .._protocol import (
     EVENT,
     HEARTBEAT,
     KEEP,
+    RAISED,
     READY,
     STARTED,
     STOP,
@@ -31,6 +32,7 @@ from .._protocol import (
     dumps,
     loads,
 )
+from ..errors import SerializationError
 from ._outcome import deliver_outcome
 from ._worker_handle import WorkerHandle
 
@@ -49,8 +51,7 @@ class MessagesMixin:
                 if kind == DONE:
                     if type(message.blob) is tuple:  # a result out of band: its fds follow
                         fds = _buffers.recv_fds(worker.sock, message.blob[2])
-                        mapped = _buffers.receive(message.blob, fds, writable=True)
-                        message = message._replace(blob=mapped)
+                        message = _mapped_result(message, fds)
                     outcomes.append(message)
                 elif kind == EVENT:
                     self._on_event(message)
@@ -138,3 +139,17 @@ class MessagesMixin:
             worker.send(dumps(Stop(STOP)))
         for call, status, blob in finished:
             deliver_outcome(call, status, blob)
+
+
+def _mapped_result(message: Done, fds: list[int]) -> Done:
+    """An out-of-band result with its segments mapped; one that cannot be mapped here
+    (no address space left, say) is the call's error, not the worker's end: the
+    worker's next messages must still be read."""
+    try:
+        return message._replace(blob=_buffers.receive(message.blob, fds, writable=True))
+    except OSError as exc:
+        error = SerializationError(
+            f"the result of a call (call id {message.call_id}) came back through shared "
+            f"memory but could not be mapped in the parent: {type(exc).__name__}: {exc}"
+        )
+        return message._replace(status=RAISED, blob=_serde.dumps_exception(error))

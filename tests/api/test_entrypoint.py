@@ -302,3 +302,19 @@ def test_batch_max_concurrency_caps_the_runs_at_once():
     assert main.batch(list(range(6)), {"max_concurrency": 2}) == list(range(6))
     assert most[0] <= 2
     assert asyncio.run(main.abatch([1, 2, 3], {"max_concurrency": 1})) == [1, 2, 3]
+
+
+def test_the_durability_warning_points_at_the_callers_line():
+    """As LangGraph warns: at the line that called invoke()/stream(), not inside us."""
+    import warnings as _warnings
+
+    @entrypoint(executor=InlineExecutor())
+    def plain(x):
+        return x
+
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        plain.invoke(1, durability="sync")
+        list(plain.stream(1, durability="sync"))
+        plain.invoke(1, durability="sync", stream_mode="values")
+    assert [w.filename for w in caught] == [__file__] * 3

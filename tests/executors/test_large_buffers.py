@@ -375,3 +375,25 @@ def test_a_read_only_view_of_a_writable_array_is_copied_per_call(monkeypatch):
 
     assert body.invoke(0) == (0.0, 7.0)
     assert len(made) == 2 and not _buffers._placed
+
+
+def test_a_result_the_parent_cannot_map_fails_its_call_and_the_pool_serves_on(monkeypatch):
+    """No address space left (say) when mapping a result: that call's error, not the
+    worker's end (its later messages must still be read)."""
+    from paralleltask import SerializationError
+
+    real_receive = _buffers.receive
+
+    def failing(wire, fds, writable):
+        if writable:
+            for fd in fds:
+                os.close(fd)
+            raise OSError(12, "Cannot allocate memory")
+        return real_receive(wire, fds, writable)
+
+    monkeypatch.setattr(_buffers, "receive", failing)
+    with pytest.raises(SerializationError, match="could not be mapped in the parent"):
+        call(make_array, 1, 2 * MIB)
+    monkeypatch.setattr(_buffers, "receive", real_receive)
+    assert call(make_array, 1, 2 * MIB).shape == (MIB // 4,)
+    assert call(identity, 5) == 5
