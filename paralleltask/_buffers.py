@@ -14,15 +14,12 @@ copy-on-write, so it is writable and only the pages written to are copied.
 
 from __future__ import annotations
 
-import collections
-import functools
+import errno
 import mmap
 import os
 import pickle
+import resource
 import socket
-import sys
-import threading
-import weakref
 from typing import Any, NamedTuple
 
 import cloudpickle
@@ -41,6 +38,27 @@ READ_ONLY_NOTE = (
 )
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _segments_allowed() -> int:
+    """How many segments this process keeps open at once: a quarter of its descriptor
+    limit, so that queued calls never take the descriptors the pool and the results
+    coming back need (past it, a message goes through the pipe)."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft // 4)
+
+
+SEGMENTS_ALLOWED = _segments_allowed()
+_open_segments = 0  # (a count under the GIL: off by one at worst, never wrong data)
+
+#: Errors that mean "no segment can be made now": the message goes through the pipe.
+_NO_SEGMENT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC}
+
 _ALIGN = 64  # each buffer starts on a cache line: numpy's views stay aligned
 _FDS_PER_MESSAGE = 250  # below the kernel's SCM_MAX_FD (253)
 
@@ -52,6 +70,11 @@ class Segment:
     __slots__ = ("fd", "spans")
 
     def __init__(self, views: list[memoryview]) -> None:
+        global _open_segments
+        self.fd = -1  # (so that a failed creation closes nothing when collected)
+        self.spans: tuple = ()
+        if _open_segments >= SEGMENTS_ALLOWED:
+            raise OSError(errno.EMFILE, f"{_open_segments} shared-memory segments open")
         fd = os.memfd_create("paralleltask", os.MFD_CLOEXEC)
         spans = []
         offset = 0
@@ -66,10 +89,13 @@ class Segment:
             raise
         self.fd = fd
         self.spans = tuple(spans)
+        _open_segments += 1
 
     def close(self) -> None:
+        global _open_segments
         fd, self.fd = self.fd, -1
         if fd >= 0:
+            _open_segments -= 1
             os.close(fd)
 
     def __del__(self) -> None:
@@ -85,8 +111,8 @@ def _write_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 class OutOfBand(NamedTuple):
-    """A pickle whose large buffers are in segments (the sender's side): the message's
-    own segment, if any, then the placed ones it uses (see :func:`placed`)."""
+    """A pickle whose large buffers are in segments (the sender's side; one today, the
+    wire format takes several)."""
 
     data: bytes
     segments: tuple[Segment, ...]
@@ -129,13 +155,15 @@ def _large(value: Any, threshold: int) -> Any:
     return value
 
 
-def dumps(obj: Any, threshold: int, place: bool = True) -> bytes | OutOfBand:
+def dumps(obj: Any, threshold: int) -> bytes | OutOfBand:
     """Pickle ``obj``: plain bytes if no buffer reaches ``threshold``, else the stream
-    and the segments holding those buffers: each copied once into the message's own
-    segment, or found already placed (an array that cannot change, :func:`placed`;
-    only if ``place``: a worker's results are never placed, they go once)."""
-    own: list[memoryview] = []
-    where: list[Any] = []  # per buffer: its index in ``own``, or its placed segment
+    and one segment holding those buffers, each copied into it once (at the call: what
+    the worker sees is the value as it was then, as through a pipe). If no segment can
+    be made (no descriptor left: ``ulimit -n``), everything goes into the stream:
+    slower, never wrong. A read-only buffer stays read-only on the other side (pickle
+    says so in the stream): a task that returns its argument hands back a read-only
+    array."""
+    views: list[memoryview] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         try:
@@ -144,88 +172,25 @@ def dumps(obj: Any, threshold: int, place: bool = True) -> bytes | OutOfBand:
             return True
         if view.nbytes < threshold:
             return True
-        segment = placed(view) if place else None
-        if segment is None:
-            where.append(len(own))
-            own.append(view)
-        else:
-            where.append(segment)
+        views.append(view)
         return False
 
     data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
-    if not where:
+    if not views:
         return data
-    segments: list[Segment] = [Segment(own)] if own else []
-    spans = []
-    for found in where:
-        if type(found) is int:
-            offset, size = segments[0].spans[found]
-            spans.append((0, offset, size))
-        else:
-            if found not in segments:
-                segments.append(found)
-            spans.append((segments.index(found), 0, found.spans[0][1]))
-    return OutOfBand(data, tuple(segments), tuple(spans))
-
-
-# -- placed once: buffers that cannot change, shared by every call that passes them ----
-
-#: Segments of arrays that cannot change, by the array's id, with a weak reference to
-#: it (its death drops the entry); the least recently used go past PLACED_KEPT.
-_placed: collections.OrderedDict[int, tuple[weakref.ref, Segment]] = collections.OrderedDict()
-# Reentrant: a weak reference's callback (another array dying) may run while it is held.
-_placed_lock = threading.RLock()
-PLACED_KEPT = 64
-
-
-def placed(view: memoryview) -> Segment | None:
-    """The segment of ``view`` placed once, if the array it belongs to cannot change
-    (read-only through its whole base chain, down to memory it owns or to ``bytes``):
-    every call passing that array shares one copy, as ``ray.put`` shares one. None for
-    anything else (a writable array may change between calls: it is copied per call)."""
-    owner = view.obj
-    if not _cannot_change(owner):
-        return None
-    key = id(owner)
-    with _placed_lock:
-        entry = _placed.get(key)
-        if entry is not None and entry[0]() is owner:
-            _placed.move_to_end(key)
-            return entry[1]
-    segment = Segment([view])
-    with _placed_lock:
-        _placed[key] = (weakref.ref(owner, functools.partial(_forget, key)), segment)
-        while len(_placed) > PLACED_KEPT:  # (a call holding one keeps it open meanwhile)
-            _placed.popitem(last=False)
-    return segment
-
-
-def _forget(key: int, ref: weakref.ref) -> None:
-    with _placed_lock:
-        entry = _placed.get(key)
-        if entry is not None and entry[0] is ref:
-            del _placed[key]
-
-
-def _cannot_change(owner: Any) -> bool:
-    """A numpy array read-only down its base chain (the owner must be an array: bytes
-    cannot be weakly referenced, so a bytes argument is copied per call)."""
-    numpy = sys.modules.get("numpy")
-    if numpy is None or not isinstance(owner, numpy.ndarray):
-        return False
-    while isinstance(owner, numpy.ndarray):
-        if owner.flags.writeable:
-            return False
-        owner = owner.base
-        if owner is None:
-            return True
-    return type(owner) is bytes
+    try:
+        segment = Segment(views)
+    except OSError as exc:
+        if exc.errno not in _NO_SEGMENT:
+            raise
+        return cloudpickle.dumps(obj, protocol=5)
+    spans = tuple((0, offset, size) for offset, size in segment.spans)
+    return OutOfBand(data, (segment,), spans)
 
 
 def dumps_value(value: Any, threshold: int) -> bytes | OutOfBand:
-    """A result: as :func:`dumps`, a large ``bytes``/``bytearray`` out of band too, in
-    a segment of its own (never placed: it is sent once)."""
-    return dumps(_large(value, threshold), threshold, place=False)
+    """A result: as :func:`dumps`, a large ``bytes``/``bytearray`` out of band too."""
+    return dumps(_large(value, threshold), threshold)
 
 
 def dumps_call_arguments(
@@ -281,16 +246,30 @@ def send_fds(sock: socket.socket, fds: list[int]) -> None:
         socket.send_fds(sock, [b"F"], fds[start : start + _FDS_PER_MESSAGE])
 
 
+class BrokenStream(OSError):
+    """The descriptors announced by a message did not come as sent (the receiver had no
+    descriptor left, so the kernel dropped them): the stream cannot be trusted after."""
+
+
 def recv_fds(sock: socket.socket, count: int) -> list[int]:
-    """Receive the ``count`` descriptors that follow the message just read."""
+    """Receive the ``count`` descriptors that follow the message just read; raise
+    :class:`BrokenStream` (their byte read, nothing else) if they were not all given."""
     fds: list[int] = []
-    while len(fds) < count:
-        data, got, _flags, _address = socket.recv_fds(sock, 1, count - len(fds))
-        if not data:
-            for fd in got:
-                os.close(fd)
-            raise EOFError("the other end closed its socket before sending the buffers")
-        fds.extend(got)
+    try:
+        while len(fds) < count:
+            data, got, flags, _address = socket.recv_fds(sock, 1, count - len(fds))
+            fds.extend(got)
+            if not data:
+                raise EOFError("the other end closed its socket before sending the buffers")
+            if data != b"F" or flags & socket.MSG_CTRUNC or not got:
+                raise BrokenStream(
+                    f"{count} descriptors were announced, {len(fds)} arrived "
+                    "(no descriptor left here? raise `ulimit -n`)"
+                )
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     return fds
 
 

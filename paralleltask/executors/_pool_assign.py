@@ -35,7 +35,7 @@ class AssignMixin:
         for one of these calls from overtaking their CALL on the pipe.
         """
         items = []
-        fds = []  # of the calls' out-of-band segments, sent after the CALL
+        segments = []  # the calls' out-of-band segments: their fds go after the CALL
         known = worker.known_functions
         for call in calls:
             if not call.claim():  # cancelled while it waited: say so (its run may wait)
@@ -58,7 +58,7 @@ class AssignMixin:
             info = call.run.info
             args_blob = call.payload
             if type(args_blob) is not bytes:  # large buffers in a shared-memory segment
-                fds.extend(args_blob.fds())
+                segments.extend(args_blob.segments)
                 args_blob = args_blob.wire()
             items.append(
                 wire_call_order(
@@ -84,7 +84,9 @@ class AssignMixin:
             forget = known.evict(held)
         worker.send_lock.acquire()
         message = dumps_call(items, forget)
-        return Outgoing(message, fds) if fds else message
+        # The segments themselves, not their fd numbers: held until sent, so a call
+        # settled meanwhile (stop(), shutdown) cannot close one under the send.
+        return Outgoing(message, segments) if segments else message
 
     def _refill_locked(self, worker: WorkerHandle) -> bytes | None:
         """Top up a worker's queue of sync calls from the pending deque, or idle it.

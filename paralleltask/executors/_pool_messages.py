@@ -33,7 +33,7 @@ from .._protocol import (
     loads,
 )
 from ..errors import SerializationError
-from ._outcome import deliver_outcome
+from ._outcome import deliver_outcome, kill
 from ._worker_handle import WorkerHandle
 
 
@@ -50,7 +50,11 @@ class MessagesMixin:
                 kind = message.kind
                 if kind == DONE:
                     if type(message.blob) is tuple:  # a result out of band: its fds follow
-                        fds = _buffers.recv_fds(worker.sock, message.blob[2])
+                        try:
+                            fds = _buffers.recv_fds(worker.sock, message.blob[2])
+                        except _buffers.BrokenStream:
+                            kill(worker.process)  # its stream cannot be read on: it goes
+                            raise
                         message = _mapped_result(message, fds)
                     outcomes.append(message)
                 elif kind == EVENT:

@@ -21,10 +21,10 @@ STOP_GRACE = 5.0
 
 
 class Outgoing(NamedTuple):
-    """A message followed by descriptors (of out-of-band segments) on the same socket."""
+    """A message followed by the descriptors of its out-of-band segments."""
 
     data: bytes
-    fds: list[int]
+    segments: list  # of _buffers.Segment, kept open until sent
 
 
 class WorkerHandle:
@@ -81,7 +81,14 @@ class WorkerHandle:
                 self.conn.send_bytes(data)
             else:
                 self.conn.send_bytes(data.data)
-                _buffers.send_fds(self.sock, data.fds)
+                try:
+                    _buffers.send_fds(self.sock, [s.fd for s in data.segments])
+                except OSError:
+                    # The message is out, its descriptors are not: the worker would
+                    # wait for them and read the next message as them. It must go (its
+                    # calls are re-queued or fail as a crash's).
+                    kill(self.process)
+                    raise
         except OSError:
             pass  # the worker died; its sentinel tells the dispatcher, which re-queues
         finally:
