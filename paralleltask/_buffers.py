@@ -148,6 +148,9 @@ class _LargeBytes:
         return type(self.value), (pickle.PickleBuffer(self.value),)
 
 
+_RAW = (bytes, bytearray)
+
+
 def _large(value: Any, threshold: int) -> Any:
     kind = type(value)
     if (kind is bytes or kind is bytearray) and len(value) >= threshold:
@@ -197,9 +200,14 @@ def dumps_call_arguments(
     args: tuple, kwargs: dict, scratch: Any, threshold: int
 ) -> bytes | OutOfBand:
     """A call's ``(args, kwargs[, scratch])``, its large ``bytes`` out of band too."""
-    args = tuple([_large(value, threshold) for value in args])
-    if kwargs:
-        kwargs = {name: _large(value, threshold) for name, value in kwargs.items()}
+    for value in args:  # (rebuilt only when one is large bytes: the small call's path)
+        if type(value) in _RAW and len(value) >= threshold:
+            args = tuple([_large(value, threshold) for value in args])
+            break
+    for value in kwargs.values():
+        if type(value) in _RAW and len(value) >= threshold:
+            kwargs = {name: _large(value, threshold) for name, value in kwargs.items()}
+            break
     return dumps((args, kwargs) if scratch is None else (args, kwargs, scratch), threshold)
 
 
