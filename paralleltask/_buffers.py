@@ -20,6 +20,7 @@ import os
 import pickle
 import resource
 import socket
+import threading
 from typing import Any, NamedTuple
 
 import cloudpickle
@@ -54,7 +55,10 @@ def _segments_allowed() -> int:
 
 
 SEGMENTS_ALLOWED = _segments_allowed()
-_open_segments = 0  # (a count under the GIL: off by one at worst, never wrong data)
+_open_segments = 0  # segments open in this process, under _count_lock
+# Segments are made by callers' threads and closed by whichever thread drops the last
+# reference: ``+=`` on a global is not atomic across threads, so the count is locked.
+_count_lock = threading.Lock()
 
 #: Errors that mean "no segment can be made now": the message goes through the pipe.
 _NO_SEGMENT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC}
@@ -73,7 +77,7 @@ class Segment:
         global _open_segments
         self.fd = -1  # (so that a failed creation closes nothing when collected)
         self.spans: tuple = ()
-        if _open_segments >= SEGMENTS_ALLOWED:
+        if _open_segments >= SEGMENTS_ALLOWED:  # (read unlocked: a limit, not a ledger)
             raise OSError(errno.EMFILE, f"{_open_segments} shared-memory segments open")
         fd = os.memfd_create("paralleltask", os.MFD_CLOEXEC)
         spans = []
@@ -89,13 +93,15 @@ class Segment:
             raise
         self.fd = fd
         self.spans = tuple(spans)
-        _open_segments += 1
+        with _count_lock:
+            _open_segments += 1
 
     def close(self) -> None:
         global _open_segments
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            _open_segments -= 1
+            with _count_lock:
+                _open_segments -= 1
             os.close(fd)
 
     def __del__(self) -> None:

@@ -201,13 +201,14 @@ def test_many_large_calls_leave_no_descriptor_or_mapping_open():
 
     body.invoke(0)  # (first: whatever the pool opens once is open before we count)
     gc.collect()
-    fds, maps = open_fds(), memfd_mappings()
+    fds, maps, segments = open_fds(), memfd_mappings(), _buffers._open_segments
     for _ in range(5):
         sums, shapes = body.invoke(0)
     assert sums == [a.sum() for a in arrays] and shapes == [(MIB // 4,)] * 6
     gc.collect()
     assert open_fds() == fds
     assert memfd_mappings() == maps == 0
+    assert _buffers._open_segments == segments == 0  # the count the limit reads balances
 
 
 def test_a_worker_killed_holding_large_arguments_leaves_the_others_served():
