@@ -34,11 +34,15 @@ Worker → parent::
     Ready(READY, pid)                       booted, initializer done
     BootFailed(BOOT_FAILED, traceback_text) the initializer raised (or would not
                                             unpickle); the worker exits
-    Done(DONE, call_id, status, blob, seconds, rss)
+    Done(DONE, call_id, status, blob, seconds, rss, released)
                                             a call's outcome (statuses below), how long
-                                            it ran (which sizes the prefetch) and the
-                                            worker's RSS in bytes after it, or None when
-                                            the pool has no max_memory_per_child
+                                            it ran (which sizes the prefetch), the
+                                            worker's RSS in bytes after it (None when
+                                            the pool has no max_memory_per_child), and
+                                            whether the worker unmapped the call's
+                                            argument segments before sending it: no
+                                            object there still reads them, so the parent
+                                            may write the next call's buffers into them
     Event(EVENT, call_id, mode, blob)       a stream chunk written while the call runs
                                             (custom chunks, nested calls' updates)
     Ask(ASK, call_id, request_id, question, payload)
@@ -155,11 +159,14 @@ class Done(NamedTuple):
     blob: Any  # bytes (OK, RAISED) or text (NOT_LOADED, NOT_PICKLED, CANCELLED)
     seconds: float
     rss: int | None
+    released: bool
 
 
-def wire_done(call_id: int, status: int, blob: Any, seconds: float, rss: int | None) -> tuple:
+def wire_done(
+    call_id: int, status: int, blob: Any, seconds: float, rss: int | None, released: bool
+) -> tuple:
     """A Done as the pipe carries it (a plain tuple), for :func:`dumps`."""
-    return (DONE, call_id, status, blob, seconds, rss)
+    return (DONE, call_id, status, blob, seconds, rss, released)
 
 
 class Event(NamedTuple):

@@ -249,10 +249,13 @@ class _Worker:
             task = self.functions[fn_id]
             if isinstance(task, _Unloadable):  # a fresh traceback: not one more per call
                 raise task.error.with_traceback(None)
+            # (args, kwargs[, scratch]) in a list the call empties: no frame of ours
+            # keeps the arguments once the call is done (see _run_sync)
             if type(args_blob) is _buffers.Mapped:  # large buffers: views of shared memory
-                arguments = _buffers.loads(args_blob)
+                loaded = [_buffers.loads(args_blob)]
             else:
-                arguments = _serde.loads(args_blob)  # (args, kwargs[, scratch])
+                loaded = [_serde.loads(args_blob)]
+                args_blob = None
             info = self._run_info(run_id, run_blob)
         except Exception as exc:
             self._begin(call_id)  # no longer queued
@@ -260,10 +263,10 @@ class _Worker:
             return
         if is_async:
             asyncio.run_coroutine_threadsafe(
-                self._run_async(call_id, task, arguments, info, attempt), self._event_loop()
+                self._run_async(call_id, task, loaded.pop(), info, attempt), self._event_loop()
             )
         else:
-            self._run_sync(call_id, task, arguments, info, attempt)
+            self._run_sync(call_id, task, loaded, info, attempt, args_blob)
 
     def _run_info(self, run_id: int, run_blob: bytes) -> Any:
         """The run a call belongs to, unpickled once per run (the last few are kept).
@@ -337,7 +340,8 @@ class _Worker:
         if os.getpid() != self.pid:
             leave_if_forked(self.pid, 0 if ok else 1)
 
-    def _run_sync(self, call_id, task, arguments, info, attempt) -> None:
+    def _run_sync(self, call_id, task, loaded: list, info, attempt, mapped=None) -> None:
+        arguments = loaded.pop()
         run = self._call_run(call_id, task, info, arguments, attempt)
         started = time.perf_counter()
         with current(run):
@@ -345,8 +349,19 @@ class _Worker:
                 value = run_code(run, task, arguments[0], arguments[1], self._returned)
             except BaseException as exc:
                 self._send_exception(call_id, exc, time.perf_counter() - started)
-            else:
-                self._send_value(call_id, value, time.perf_counter() - started)
+                return
+        seconds = time.perf_counter() - started
+        if mapped is None:
+            self._send_value(call_id, value, seconds)
+            return
+        # Arguments in shared memory: pickle the result, let go of every reference to
+        # the arguments, and tell the parent (in the DONE) whether their segments are
+        # unmapped here: if so it may write the next call's buffers into them.
+        del arguments, run
+        blob = self._result_blob(call_id, value, seconds)
+        del value
+        if blob is not None:
+            self._send_result(call_id, blob, seconds, _buffers.unmap(mapped))
 
     async def _run_async(self, call_id, task, arguments, info, attempt) -> None:
         run = self._call_run(call_id, task, info, arguments, attempt, asyncio.get_running_loop())
@@ -398,21 +413,30 @@ class _Worker:
     # -- outcomes -------------------------------------------------------------------
 
     def _send_value(self, call_id: int, value: Any, seconds: float) -> None:
+        blob = self._result_blob(call_id, value, seconds)
+        if blob is not None:
+            self._send_result(call_id, blob, seconds, False)
+
+    def _result_blob(self, call_id: int, value: Any, seconds: float) -> Any:
+        """The result pickled (bytes, or an OutOfBand); None if it would not pickle
+        (then NOT_PICKLED is sent)."""
         try:
             if self.buffer_threshold is None:
-                blob = _serde.dumps(value)
-            else:
-                blob = _buffers.dumps_value(value, self.buffer_threshold)
+                return _serde.dumps(value)
+            return _buffers.dumps_value(value, self.buffer_threshold)
         except Exception as exc:
             error = f"{type(value).__name__}|{type(exc).__name__}: {exc}"
             self._send_text(call_id, NOT_PICKLED, error, seconds)
-            return
+            return None
+
+    def _send_result(self, call_id: int, blob: Any, seconds: float, released: bool) -> None:
         rss = self.rss() if self.rss else None
-        if type(blob) is bytes:
-            self.send(wire_done(call_id, OK, blob, seconds, rss))  # (_done, inlined: hot path)
+        if type(blob) is bytes:  # (_done, inlined: the hot path)
+            self.send(wire_done(call_id, OK, blob, seconds, rss, released))
             return
         try:  # large buffers: the parent maps the segment we send
-            self.send(wire_done(call_id, OK, blob.wire(), seconds, rss), tuple(blob.fds()))
+            wire = wire_done(call_id, OK, blob.wire(), seconds, rss, released)
+            self.send(wire, tuple(blob.fds()))
         finally:
             for segment in blob.segments:
                 segment.close()  # in flight, the kernel holds it; mapped, the parent does
@@ -427,4 +451,5 @@ class _Worker:
 
     def _done(self, call_id: int, status: int, blob: Any, seconds: float) -> None:
         """DONE, with this process's RSS when the pool retires workers by memory."""
-        self.send(wire_done(call_id, status, blob, seconds, self.rss() if self.rss else None))
+        rss = self.rss() if self.rss else None
+        self.send(wire_done(call_id, status, blob, seconds, rss, False))

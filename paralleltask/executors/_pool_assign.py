@@ -58,6 +58,8 @@ class AssignMixin:
             info = call.run.info
             args_blob = call.payload
             if type(args_blob) is not bytes:  # large buffers in a shared-memory segment
+                for segment in args_blob.segments:
+                    segment.sending()  # (unmapped again once its DONE says so)
                 segments.extend(args_blob.segments)
                 args_blob = args_blob.wire()
             items.append(

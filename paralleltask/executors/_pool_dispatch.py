@@ -12,6 +12,7 @@ import selectors
 import time
 import traceback
 
+from .. import _buffers
 from .._stream import hold_wakeups, release_wakeups, wake_held
 from ._worker_handle import send_all
 
@@ -55,6 +56,7 @@ class DispatcherMixin:
                     holding = release_wakeups()
         finally:
             selector.close()
+            _buffers.trim_spares(0)  # shut down: no call will reuse a spare segment
 
     def _handle(self, events: list) -> None:
         for key, _ in events:

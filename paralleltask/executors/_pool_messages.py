@@ -125,6 +125,9 @@ class MessagesMixin:
                     worker.unwinding.pop(call_id, None)  # a timed-out call has stopped
                     continue  # (or one abandoned by a shutdown meanwhile)
                 call, _ = held
+                if outcome.released:  # its argument segments can take the next buffers
+                    for segment in call.payload.segments:
+                        segment.released()
                 if call.task.is_async:
                     del worker.async_calls[call_id]
                 else:

@@ -13,6 +13,7 @@ import heapq
 import time
 from dataclasses import dataclass
 
+from .. import _buffers
 from .._protocol import CANCEL, Cancel, dumps
 from .._timeout import next_check, timeout_error
 from ._outcome import kill
@@ -44,6 +45,10 @@ class TimersMixin:
             deadlines.append(self._respawn_at)
         for worker in self._workers:
             deadlines.extend(worker.unwinding.values())
+        if _buffers._spares:  # (unlocked peek: trim_spares takes the lock) spares unused
+            spare_due = _buffers.trim_spares()  # for a while are closed: memory back
+            if spare_due is not None:
+                deadlines.append(time.monotonic() + spare_due)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _started(self, call_id: int) -> None:

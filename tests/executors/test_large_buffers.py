@@ -13,6 +13,7 @@ import gc
 import os
 import pickle
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -78,6 +79,27 @@ def write_first(array):
 @task
 def crash_on(array):
     os._exit(3)
+
+
+STASHED: list = []  # in each worker: arguments a task kept, with their digest then
+
+
+@task
+def stash(array):
+    STASHED.append((array, hashlib_digest(array.tobytes())))
+    return float(array.sum())
+
+
+@task
+def stashed_intact() -> tuple[int, bool]:
+    """How many arguments this worker kept, and whether each still holds what it held
+    when its call ran (a segment reused under a kept view would change it)."""
+    return len(STASHED), all(hashlib_digest(a.tobytes()) == d for a, d in STASHED)
+
+
+@task
+def array_sum(array):
+    return float(array.sum())
 
 
 @task
@@ -201,11 +223,14 @@ def test_many_large_calls_leave_no_descriptor_or_mapping_open():
 
     body.invoke(0)  # (first: whatever the pool opens once is open before we count)
     gc.collect()
+    _buffers.trim_spares(0)
     fds, maps, segments = open_fds(), memfd_mappings(), _buffers._open_segments
     for _ in range(5):
         sums, shapes = body.invoke(0)
     assert sums == [a.sum() for a in arrays] and shapes == [(MIB // 4,)] * 6
     gc.collect()
+    assert open_fds() <= fds + _buffers.SPARES_KEPT  # spare segments, at most
+    _buffers.trim_spares(0)
     assert open_fds() == fds
     assert memfd_mappings() == maps == 0
     assert _buffers._open_segments == segments == 0  # the count the limit reads balances
@@ -214,6 +239,7 @@ def test_many_large_calls_leave_no_descriptor_or_mapping_open():
 def test_a_worker_killed_holding_large_arguments_leaves_the_others_served():
     arrays = [np.full(MIB, float(i)) for i in range(4)]
     gc.collect()
+    _buffers.trim_spares(0)
     fds = open_fds()
 
     @entrypoint()
@@ -226,6 +252,7 @@ def test_a_worker_killed_holding_large_arguments_leaves_the_others_served():
 
     assert body.invoke(0) == [a.sum() for a in arrays[1:]]
     gc.collect()
+    _buffers.trim_spares(0)
     assert open_fds() == fds
 
 
@@ -375,3 +402,50 @@ def test_a_result_the_parent_cannot_map_fails_its_call_and_the_pool_serves_on(mo
     monkeypatch.setattr(_buffers, "receive", real_receive)
     assert call(make_array, 1, 2 * MIB).shape == (MIB // 4,)
     assert call(identity, 5) == 5
+
+
+def test_a_segment_whose_worker_unmapped_it_takes_the_next_calls_buffers(monkeypatch):
+    arrays = [np.full(MIB, float(i)) for i in range(12)]
+
+    @entrypoint()
+    def one_by_one(_):
+        return [array_sum(a).result() for a in arrays]  # each waits: a spare is free
+
+    _buffers.trim_spares(0)
+    created = []
+    memfd_create = os.memfd_create
+    monkeypatch.setattr(os, "memfd_create", lambda *a: created.append(a) or memfd_create(*a))
+    assert one_by_one.invoke(0) == [a.sum() for a in arrays]  # each saw its own buffers
+    monkeypatch.undo()
+    assert 1 <= len(created) <= 2 and len(_buffers._spares) >= 1  # the rest were spares
+    _buffers.trim_spares(0)
+    assert _buffers._spares == []
+
+
+def test_a_segment_an_argument_is_still_read_from_is_never_reused():
+    arrays = [np.full(MIB, float(i)) for i in range(16)]
+
+    @entrypoint()
+    def keep_then_check(_):
+        sums = [stash(a).result() for a in arrays]
+        overwrite = [array_sum(np.full(MIB, -1.0)).result() for _ in range(16)]
+        checks = [stashed_intact().result() for _ in range(8)]
+        return sums, overwrite, checks
+
+    sums, overwrite, checks = keep_then_check.invoke(0)
+    assert sums == [a.sum() for a in arrays] and overwrite == [-MIB * 1.0] * 16
+    assert all(intact for _count, intact in checks) and max(c for c, _ in checks) > 0
+
+
+def test_spare_segments_are_closed_once_unused_for_a_while(monkeypatch):
+    monkeypatch.setattr(_buffers, "SPARE_SECONDS", 0.05)
+
+    @entrypoint()
+    def one(_):
+        return array_sum(np.ones(MIB)).result()
+
+    assert one.invoke(0) == MIB
+    deadline = time.monotonic() + 5
+    while _buffers._spares and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _buffers._spares == []  # the dispatcher closed it, no call needed

@@ -50,7 +50,9 @@ def test_a_call_order_is_what_the_worker_starts_a_call_with():
 def test_the_builders_of_the_per_call_messages_take_their_types_fields():
     assert list(inspect.signature(wire_call_order).parameters) == list(CallOrder._fields)
     assert list(inspect.signature(wire_done).parameters) == list(Done._fields[1:])
-    assert wire_done(7, OK, b"value", 0.25, None) == Done(DONE, 7, OK, b"value", 0.25, None)
+    assert wire_done(7, OK, b"value", 0.25, None, False) == Done(
+        DONE, 7, OK, b"value", 0.25, None, False
+    )
 
 
 def test_every_message_type_starts_with_its_kind_and_each_kind_has_one_type():
@@ -86,8 +88,8 @@ def test_messages_travel_as_plain_tuples_and_come_back_named():
     assert message == (CALL, [order], (5,))
     assert message.items[0].is_async is False and message.forget == (5,)
 
-    done = Done(DONE, 7, OK, b"value", 0.25, None)
-    for data in (dumps(done), dumps(wire_done(7, OK, b"value", 0.25, None))):
+    done = Done(DONE, 7, OK, b"value", 0.25, None, False)
+    for data in (dumps(done), dumps(wire_done(7, OK, b"value", 0.25, None, False))):
         assert type(pickle.loads(data)) is tuple and b"Done" not in data
         back = loads(data)
         assert type(back) is Done and back == done and back.seconds == 0.25
