@@ -7,6 +7,7 @@ unchanged after ``from paralleltask import task, entrypoint``.
 """
 
 from ._interrupt import interrupt
+from ._shared import shared
 from .config import get_config, get_runtime, get_stream_writer
 from .entrypoint import Entrypoint, entrypoint
 from .errors import (
@@ -66,5 +67,6 @@ __all__ = [
     "get_runtime",
     "get_stream_writer",
     "interrupt",
+    "shared",
     "task",
 ]

@@ -20,6 +20,7 @@ import os
 import pickle
 import resource
 import socket
+import sys
 import threading
 import time
 from typing import Any, NamedTuple
@@ -96,7 +97,7 @@ class Segment:
         fd, self.capacity = _spare(end)
         try:
             for view, (start, _size) in zip(views, spans, strict=True):
-                _write_all(fd, view, start)
+                write_all(fd, view, start)
         except BaseException:
             os.close(fd)
             raise
@@ -181,7 +182,7 @@ def trim_spares(older_than: float | None = None) -> float | None:
         return min(s[2] for s in kept) + older_than - now if kept else None
 
 
-def _write_all(fd: int, view: memoryview, offset: int) -> None:
+def write_all(fd: int, view: memoryview, offset: int) -> None:
     view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     while view.nbytes:  # pwrite copies without holding the GIL
         written = os.pwrite(fd, view, offset)
@@ -237,37 +238,80 @@ def _large(value: Any, threshold: int) -> Any:
     return value
 
 
+#: Arrays placed by ``shared()`` (``_shared.py``): id of the mapping -> its segment.
+PLACED: dict[int, Any] = {}
+
+
+def placed_span(obj: Any) -> tuple[Any, int] | None:
+    """``(segment, offset)`` if ``obj`` (a numpy array, or what a buffer's view is of)
+    lies in an array placed by ``shared()``; None otherwise."""
+    ndarray = sys.modules["numpy"].ndarray  # (something is placed: numpy is imported)
+    if not isinstance(obj, ndarray):
+        return None
+    base = obj
+    while isinstance(base, ndarray):  # a view's base is the array it views, down to
+        base = base.base  # the root, whose base is a memoryview of the mapping
+    if isinstance(base, memoryview):
+        base = base.obj
+    segment = PLACED.get(id(base))
+    if segment is None:
+        return None
+    offset = obj.__array_interface__["data"][0] - segment.address
+    if not 0 <= offset <= segment.size - obj.nbytes:
+        return None
+    return segment, offset
+
+
 def dumps(obj: Any, threshold: int) -> bytes | OutOfBand:
     """Pickle ``obj``: plain bytes if no buffer reaches ``threshold``, else the stream
     and one segment holding those buffers, each copied into it once (at the call: what
-    the worker sees is the value as it was then, as through a pipe). If no segment can
-    be made (no descriptor left: ``ulimit -n``), everything goes into the stream:
-    slower, never wrong. A read-only buffer stays read-only on the other side (pickle
-    says so in the stream): a task that returns its argument hands back a read-only
-    array."""
+    the worker sees is the value as it was then, as through a pipe). A buffer of an
+    array placed by ``shared()`` is not copied, whatever its size: its own segment goes
+    instead (nothing can write to it). If no segment can be made (no descriptor left:
+    ``ulimit -n``), everything goes into the stream: slower, never wrong. A read-only
+    buffer stays read-only on the other side (pickle says so in the stream): a task
+    that returns its argument hands back a read-only array."""
     views: list[memoryview] = []
+    order: list[Any] = []  # per out-of-band buffer: a copied view's index, or (placed)
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         try:
             view = buffer.raw()
         except BufferError:  # not contiguous: into the stream, as pickle does
             return True
+        if PLACED:
+            placed = placed_span(view.obj)
+            if placed is not None:
+                order.append((placed[0], placed[1], view.nbytes))
+                return False
         if view.nbytes < threshold:
             return True
+        order.append(len(views))
         views.append(view)
         return False
 
     data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
-    if not views:
+    if not order:
         return data
-    try:
-        segment = Segment(views)
-    except OSError as exc:
-        if exc.errno not in _NO_SEGMENT:
-            raise
-        return cloudpickle.dumps(obj, protocol=5)
-    spans = tuple((0, offset, size) for offset, size in segment.spans)
-    return OutOfBand(data, (segment,), spans)
+    segments: list[Any] = []
+    if views:
+        try:
+            segments.append(Segment(views))
+        except OSError as exc:
+            if exc.errno not in _NO_SEGMENT:
+                raise
+            return cloudpickle.dumps(obj, protocol=5)
+    spans = []
+    for entry in order:
+        if type(entry) is int:
+            offset, size = segments[0].spans[entry]
+            spans.append((0, offset, size))
+        else:
+            segment, offset, size = entry
+            if segment not in segments:
+                segments.append(segment)
+            spans.append((segments.index(segment), offset, size))
+    return OutOfBand(data, tuple(segments), tuple(spans))
 
 
 def dumps_value(value: Any, threshold: int) -> bytes | OutOfBand:

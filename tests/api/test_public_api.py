@@ -33,6 +33,7 @@ PUBLIC = {
     "get_runtime",
     "get_stream_writer",
     "interrupt",
+    "shared",
     "task",
 }
 
