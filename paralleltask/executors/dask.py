@@ -37,13 +37,17 @@ class DaskExecutor(Executor):
     elsewhere, and a call whose workers died ``distributed.scheduler.allowed-failures``
     + 1 times fails with :class:`WorkerCrashedError`; nested calls (a task called inside
     a task) run in the same Dask worker, without the run's cache or checkpoints.
+
+    A call whose pickled arguments reach ``scatter_threshold`` bytes (default 1 MiB;
+    None: never) sends them with ``client.scatter``, straight to a worker, instead of
+    inside the task graph through the scheduler.
     """
 
     serializes = True
     can_stop_sync_code = False
     reports_cancellation = False
 
-    def __init__(self, client_or_address: Any) -> None:
+    def __init__(self, client_or_address: Any, *, scatter_threshold: int | None = 1 << 20) -> None:
         if isinstance(client_or_address, str):
             if not client_or_address:
                 raise ValueError("DaskExecutor needs a scheduler address, got ''")
@@ -59,6 +63,18 @@ class DaskExecutor(Executor):
                 "DaskExecutor takes a distributed.Client or a scheduler address string "
                 f"such as 'tcp://host:8786', got {type(client_or_address).__name__}"
             )
+        if scatter_threshold is not None and (
+            isinstance(scatter_threshold, bool)
+            or not isinstance(scatter_threshold, int)
+            or scatter_threshold < 0
+        ):
+            raise ValueError(
+                f"scatter_threshold is a number of bytes (>= 0) or None, got {scatter_threshold!r}"
+            )
+        # Calls whose pickled arguments are this large send them with client.scatter:
+        # straight to a worker, not inside the task graph through the scheduler (Dask's
+        # advice for large arguments: "Large object ... detected in task graph").
+        self.scatter_threshold = scatter_threshold
         self._owns_client = self._client is None
         self._token = uuid.uuid4().hex  # names this executor's tasks, runs and events
         self._topic = f"paralleltask-{self._token}"
@@ -94,6 +110,11 @@ class DaskExecutor(Executor):
         client = self._connect()
         task, info = call.task, call.run.info
         topic = self._topic if info.worker_modes() else None
+        payload = call.payload
+        if self.scatter_threshold is not None and len(payload) >= self.scatter_threshold:
+            # A future of the bytes, held by the task that needs them: Dask frees them
+            # once that task and this reference are gone.
+            payload = client.scatter(payload, hash=False)
         future = client.submit(
             run_call,
             self._token,
@@ -101,7 +122,7 @@ class DaskExecutor(Executor):
             task.pickled(),
             info.run_id,
             info.pickled(),
-            call.payload,
+            payload,
             call.call_id,
             topic,
             call.attempt(),

@@ -384,3 +384,40 @@ def test_shutdown_without_waiting_cancels_what_dask_still_holds(client, tmp_path
     time.sleep(0.8)  # the busy calls run on in Dask (it cannot stop them); the queued never
     assert "queued" not in _marks(tmp_path)
     assert client.status == "running"  # the client was passed in: it stays the caller's
+
+
+def test_large_arguments_are_scattered_to_a_worker_not_sent_in_the_graph(client):
+    import numpy as np
+
+    executor = DaskExecutor(client, scatter_threshold=1 << 20).start()
+    scattered = []
+    scatter = client.scatter
+
+    def counting_scatter(data, **kwargs):
+        scattered.append(len(data))
+        return scatter(data, **kwargs)
+
+    client.scatter = counting_scatter
+    try:
+
+        @entrypoint(executor=executor)
+        def body(arrays):
+            return [f.result() for f in [total(a) for a in arrays]] + [total(np.ones(8)).result()]
+
+        arrays = [np.full(1 << 18, float(i)) for i in range(3)]  # 2 MiB each
+        assert body.invoke(arrays) == [a.sum() for a in arrays] + [8.0]
+    finally:
+        del client.scatter
+        executor.shutdown()
+    assert len(scattered) == 3 and min(scattered) >= 2 << 20  # the small call went as is
+
+
+@task
+def total(array):
+    return float(array.sum())
+
+
+@pytest.mark.parametrize("threshold", [-1, 1.5, "1MiB", True])
+def test_a_bad_scatter_threshold_is_refused(threshold):
+    with pytest.raises(ValueError, match="scatter_threshold"):
+        DaskExecutor("tcp://127.0.0.1:8786", scatter_threshold=threshold)
