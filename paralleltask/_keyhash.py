@@ -42,7 +42,7 @@ class _KeyPickler(Pickler):
 _local = threading.local()  # one pickler per thread, reused: a fresh one costs ~0.5 µs
 
 
-def pickle_sha256(obj: Any) -> bytes:
+def pickle_digest(obj: Any) -> bytes:
     """``sha256(pickle.dumps(obj, protocol=5, fix_imports=False)).digest()``, without
     building those bytes: large payloads are hashed in place."""
     digest = hashlib.sha256()

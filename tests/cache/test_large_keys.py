@@ -29,7 +29,7 @@ from paralleltask import (
     task,
 )
 from paralleltask._cache import entry_key
-from paralleltask._keyhash import IN_PLACE_MIN, pickle_sha256
+from paralleltask._keyhash import IN_PLACE_MIN, pickle_digest
 from tests.support import ROOT
 
 np = pytest.importorskip("numpy")
@@ -134,7 +134,7 @@ def test_the_key_is_the_sha256_of_the_frozen_arguments_pickle():
 def test_streaming_hashes_exactly_what_dumps_would_return():
     big = np.arange(LARGE // 8, dtype=np.int64)
     for obj in [big, big.tobytes(), bytearray(b"x" * LARGE), pickle.PickleBuffer(big), (1, 2)]:
-        assert pickle_sha256(obj) == hashlib.sha256(pickle.dumps(obj, protocol=5)).digest()
+        assert pickle_digest(obj) == hashlib.sha256(pickle.dumps(obj, protocol=5)).digest()
 
 
 # -- no copy of the payload ------------------------------------------------------------------
