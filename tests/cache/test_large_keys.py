@@ -311,6 +311,39 @@ def test_property_the_digest_is_that_of_the_pickle_with_large_payloads_digested(
         assert pickle_digest(value) == hashlib.sha256(stream).digest()
 
 
+class _KeyedInside:
+    """Pickled as the key of its value, made while the key of its container is made."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return (bytes, (default_cache_key(self.value),))
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise ValueError("not this one")
+
+
+def test_a_key_made_while_another_is_made_is_its_own():
+    big, other = np.arange(LARGE // 8, dtype=np.float64), np.ones(LARGE // 8)
+    inner = default_cache_key(other)
+    container = [big, _KeyedInside(other), big.tobytes(), _KeyedInside((1, "a"))]
+    assert pickle_digest(container) == _reference_digest(pickle.dumps(container, protocol=5))
+    assert pickle.dumps(container, protocol=5).count(inner) == 1
+    assert default_cache_key(other) == inner  # this thread's pickler still keys right
+    assert default_cache_key(1, "a") == hashlib.sha256(pickle.dumps(((1, "a"), ()), 5)).digest()
+
+
+def test_a_key_that_failed_midway_leaves_the_next_key_right():
+    big = np.arange(LARGE // 8, dtype=np.float64)
+    with pytest.raises(TypeError, match="not this one"):
+        default_cache_key([big, list(range(50_000)), _Unpicklable()])
+    assert pickle_digest(big) == _reference_digest(pickle.dumps(big, protocol=5))
+    assert pickle_digest((1, 2)) == hashlib.sha256(pickle.dumps((1, 2), protocol=5)).digest()
+
+
 # -- no copy of the payload ------------------------------------------------------------------
 
 
@@ -412,13 +445,17 @@ def test_a_large_object_array_is_keyed_by_its_elements():
     assert _keyword_and_nested(first) != _keyword_and_nested(second)
 
 
-def test_changing_one_byte_of_a_large_argument_changes_its_key():
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_changing_one_byte_of_a_large_argument_changes_its_key(where):
+    at = LARGE // 2 + 3 if where == "middle" else LARGE - 1
     values = np.zeros(LARGE // 8)
     raw = bytearray(LARGE)
-    before = _all_ways(values) + _all_ways(raw)
-    values[-1], raw[-1] = 1.0, 1
-    after = _all_ways(values) + _all_ways(raw)
+    before = _all_ways(values) + _all_ways(raw) + _all_ways(bytes(raw))
+    values.view(np.uint8)[at] = 1
+    raw[at] = 1
+    after = _all_ways(values) + _all_ways(raw) + _all_ways(bytes(raw))
     assert all(b != a for b, a in zip(before, after, strict=True))
+    assert len(set(after)) == len(after)  # an array, a bytearray and bytes: apart
 
 
 KEY_SCRIPT = """
