@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from ._keyhash import array_data, pickle_sha256
+from ._keyhash import array_data, pickle_digest
 
 __all__ = [
     "CachePolicy",
@@ -199,7 +199,7 @@ def default_cache_key(*args: Any, **kwargs: Any) -> bytes:
     streamed into the hash, so a large array or bytes argument is hashed in place, never
     copied; a value that will not pickle raises ``TypeError`` naming its argument."""
     try:
-        return pickle_sha256((_freeze(args), _freeze(kwargs)))
+        return pickle_digest((_freeze(args), _freeze(kwargs)))
     except Exception as exc:
         raise _unkeyable(args, kwargs, exc) from exc
 
@@ -210,7 +210,7 @@ def _unkeyable(args: tuple, kwargs: dict, exc: Exception) -> TypeError:
     named += [(f"keyword argument {k!r}", v, True) for k, v in kwargs.items()]
     for where, value, frozen in named:
         try:  # a positional argument is pickled as it is (a tuple is not frozen)
-            pickle_sha256(_freeze(value, 9) if frozen else value)
+            pickle_digest(_freeze(value, 9) if frozen else value)
         except Exception as culprit:
             return TypeError(
                 f"Cache key: {where} ({type(value).__name__}) cannot be keyed: "

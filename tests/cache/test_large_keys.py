@@ -1,8 +1,11 @@
 """The default cache key hashes large arguments in place, and keys what it keyed before.
 
 The key is the sha256 of the frozen arguments' pickle (protocol 5), streamed into the
-hash: an 8 MB array or bytes argument is never copied to be keyed, and the store key of
-every value is the one it had when that pickle was built whole (entries stay hits).
+hash, with each payload of ``IN_PLACE_MIN`` bytes or more (written out of frame) fed in
+as its xxh3-128 digest: an 8 MB array or bytes argument is never copied to be keyed.
+The store key of a value without such a payload is the one it had when that pickle was
+built whole and hashed (entries stay hits); a value with one changed key once, when xxh3
+came in, and keys as the pickle it had before, its large payloads digested.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import array
 import hashlib
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import threading
@@ -19,6 +23,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paralleltask import (
     CachePolicy,
@@ -29,7 +36,7 @@ from paralleltask import (
     task,
 )
 from paralleltask._cache import entry_key
-from paralleltask._keyhash import IN_PLACE_MIN, pickle_sha256
+from paralleltask._keyhash import IN_PLACE_MIN, pickle_digest
 from tests.support import ROOT
 
 np = pytest.importorskip("numpy")
@@ -65,9 +72,50 @@ def _freeze_before(obj: Any, depth: int = 10) -> Any:
     return obj
 
 
+def _stream_before(args: tuple, kwargs: dict) -> bytes:
+    return pickle.dumps((_freeze_before(args), _freeze_before(kwargs)), protocol=5)
+
+
 def _entry_key_before(args: tuple, kwargs: dict) -> bytes:
-    stream = pickle.dumps((_freeze_before(args), _freeze_before(kwargs)), protocol=5)
-    return PREFIX + hashlib.sha256(stream).digest()[:16]
+    return PREFIX + _reference_digest(_stream_before(args, kwargs))[:16]
+
+
+# -- the digest found from a pickle's opcodes, not from the writes a pickler makes ---------
+
+#: The opcodes whose argument is a payload after its length (the length's width in bytes).
+_PAYLOAD_OPCODES = {
+    "BINBYTES": 4,
+    "BINUNICODE": 4,
+    "BINBYTES8": 8,
+    "BINUNICODE8": 8,
+    "BYTEARRAY8": 8,
+}
+
+
+def _large_payloads(stream: bytes) -> list[tuple[int, int]]:
+    """Where the payloads of ``IN_PLACE_MIN`` bytes or more lie in ``stream``."""
+    found = []
+    for opcode, _, pos in pickletools.genops(stream):
+        width = _PAYLOAD_OPCODES.get(opcode.name)
+        if width is not None:
+            start = pos + 1 + width
+            size = int.from_bytes(stream[pos + 1 : start], "little")
+            if size >= IN_PLACE_MIN:
+                found.append((start, start + size))
+    return found
+
+
+def _reference_digest(stream: bytes) -> bytes:
+    """What the key's hash is of the object ``stream`` (``pickle.dumps``) was made from:
+    the sha256 of ``stream`` with each payload of ``IN_PLACE_MIN`` bytes or more replaced
+    by its xxh3-128 digest."""
+    digest, done = hashlib.sha256(), 0
+    for start, end in _large_payloads(stream):
+        digest.update(stream[done:start])
+        digest.update(xxhash.xxh3_128_digest(stream[start:end]))
+        done = end
+    digest.update(stream[done:])
+    return digest.digest()
 
 
 def _big():
@@ -103,11 +151,24 @@ VALUES = {
 
 
 @pytest.mark.parametrize("name", list(VALUES))
-def test_a_values_store_key_is_the_one_it_had_before(name):
+def test_a_values_store_key_is_that_of_the_pickle_it_had_before(name):
     value = VALUES[name]()
     policy = CachePolicy()
     for args, kwargs in [((value,), {}), ((), {"values": value}), ((1, value), {"k": value})]:
         assert entry_key(PREFIX, policy, args, kwargs) == _entry_key_before(args, kwargs)
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_a_values_store_key_moved_only_if_it_has_a_large_payload(name):
+    """The store key of before xxh3 (the sha256 of the whole pickle) is kept by every
+    value without a payload of IN_PLACE_MIN bytes or more: those entries are still hit."""
+    value = VALUES[name]()
+    policy = CachePolicy()
+    for args, kwargs in [((value,), {}), ((), {"values": value}), ((1, value), {"k": value})]:
+        stream = _stream_before(args, kwargs)
+        unchanged = PREFIX + hashlib.sha256(stream).digest()[:16]
+        moved = entry_key(PREFIX, policy, args, kwargs) != unchanged
+        assert moved == bool(_large_payloads(stream)), (args, kwargs)
 
 
 def test_a_bytearray_is_pickled_as_it_is_not_as_a_tuple_of_its_ints():
@@ -116,9 +177,7 @@ def test_a_bytearray_is_pickled_as_it_is_not_as_a_tuple_of_its_ints():
     raw = bytearray(b"\x01\x02" * IN_PLACE_MIN)
     assert entry_key(PREFIX, CachePolicy(), (raw,), {}) == _entry_key_before((raw,), {})
     frozen = ((), (("values", raw),))
-    assert (
-        default_cache_key(values=raw) == hashlib.sha256(pickle.dumps(frozen, protocol=5)).digest()
-    )
+    assert default_cache_key(values=raw) == _reference_digest(pickle.dumps(frozen, protocol=5))
     others = [bytes(raw), tuple(raw), list(raw)]
     assert all(default_cache_key(values=raw) != default_cache_key(values=o) for o in others)
     assert default_cache_key(values=raw) == default_cache_key(values=bytearray(raw))
@@ -131,10 +190,158 @@ def test_the_key_is_the_sha256_of_the_frozen_arguments_pickle():
     assert key == hashlib.sha256(pickle.dumps(frozen, protocol=5)).digest()
 
 
-def test_streaming_hashes_exactly_what_dumps_would_return():
+class _Recorder:
+    """A file that keeps the sizes of the writes a pickler makes."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def write(self, data):
+        self.sizes.append(memoryview(data).nbytes)
+
+
+def _write_sizes(obj) -> list[int]:
+    recorder = _Recorder()
+    pickle.Pickler(recorder, protocol=5).dump(obj)
+    return recorder.sizes
+
+
+def test_the_in_place_size_is_the_size_from_which_pickle_writes_a_payload_on_its_own():
+    assert IN_PLACE_MIN - 1 not in _write_sizes(b"s" * (IN_PLACE_MIN - 1))  # in a frame
+    assert IN_PLACE_MIN in _write_sizes(b"s" * IN_PLACE_MIN)
+
+
+#: Objects without a payload of IN_PLACE_MIN bytes or more, some of them pickled in
+#: frames of IN_PLACE_MIN bytes or more (which are not payloads: hashed as they are).
+_WITHOUT_LARGE_PAYLOADS = {
+    "a small tuple": lambda: (1, "a", 2.0),
+    "a payload just under the in-place size": lambda: b"u" * (IN_PLACE_MIN - 1),
+    "many small ints (large frames)": lambda: list(range(100_000)),
+    "many small strings (large frames)": lambda: [str(i) * 40 for i in range(5_000)],
+    "two payloads just under the in-place size in one frame": lambda: [
+        b"q" * (IN_PLACE_MIN - 9),
+        bytearray(IN_PLACE_MIN - 1),
+        "é" * (IN_PLACE_MIN // 2 - 1),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(_WITHOUT_LARGE_PAYLOADS))
+def test_without_a_large_payload_the_digest_is_the_sha256_of_the_pickle(name):
+    obj = _WITHOUT_LARGE_PAYLOADS[name]()
+    stream = pickle.dumps(obj, protocol=5)
+    assert not _large_payloads(stream)
+    assert pickle_digest(obj) == hashlib.sha256(stream).digest()
+
+
+def test_frames_of_the_in_place_size_or_more_are_written_and_hashed_as_they_are():
+    many = list(range(100_000))
+    assert max(_write_sizes(many)) >= IN_PLACE_MIN  # a frame, not a payload
+    assert pickle_digest(many) == hashlib.sha256(pickle.dumps(many, protocol=5)).digest()
+
+
+def _with_large_payloads() -> dict[str, Any]:
     big = np.arange(LARGE // 8, dtype=np.int64)
-    for obj in [big, big.tobytes(), bytearray(b"x" * LARGE), pickle.PickleBuffer(big), (1, 2)]:
-        assert pickle_sha256(obj) == hashlib.sha256(pickle.dumps(obj, protocol=5)).digest()
+    return {
+        "an array": big,
+        "its bytes": big.tobytes(),
+        "a bytearray": bytearray(b"x" * LARGE),
+        "a read-only PickleBuffer": pickle.PickleBuffer(big),
+        "a writable PickleBuffer": pickle.PickleBuffer(bytearray(3 * IN_PLACE_MIN)),
+        "a large str": "é" * IN_PLACE_MIN,
+        "a payload of exactly the in-place size": b"e" * IN_PLACE_MIN,
+        # the frame and the payload's header are one write of IN_PLACE_MIN bytes or more
+        "a frame almost full, then bytes": [b"a" * (IN_PLACE_MIN - 20), b"b" * IN_PLACE_MIN],
+        "a frame almost full, then a bytearray": [b"a" * (IN_PLACE_MIN - 20), bytearray(LARGE)],
+        "a frame almost full, then an array": [b"a" * (IN_PLACE_MIN - 20), big],
+        "large frames between payloads": [list(range(30_000)), big.tobytes(), list(range(9))],
+        "one payload twice (memoized)": [big.tobytes()] * 2,
+    }
+
+
+@pytest.mark.parametrize("name", list(_with_large_payloads()))
+def test_the_digest_is_that_of_the_pickle_with_its_large_payloads_as_their_xxh3(name):
+    obj = _with_large_payloads()[name]
+    stream = pickle.dumps(obj, protocol=5)
+    assert _large_payloads(stream)
+    assert pickle_digest(obj) == _reference_digest(stream)
+    assert pickle_digest(obj) != hashlib.sha256(stream).digest()
+
+
+def test_a_payload_that_opens_like_a_frame_is_hashed_as_it_is():
+    """Documented: told from a frame by its shape only, it costs sha256's speed."""
+    size = 2 * IN_PLACE_MIN
+    crafted = b"\x95" + (size - 9).to_bytes(8, "little") + bytes(size - 9)
+    assert pickle_digest(crafted) == hashlib.sha256(pickle.dumps(crafted, protocol=5)).digest()
+    assert pickle_digest(bytes(crafted)) == pickle_digest(crafted)
+    assert pickle_digest(crafted[:-1] + b"\x01") != pickle_digest(crafted)
+    assert pickle_digest(bytearray(crafted)) == _reference_digest(
+        pickle.dumps(bytearray(crafted), protocol=5)
+    )  # only a bytes write can be a frame
+
+
+def _filled(kind: type, size: int, fill: int) -> Any:
+    return kind(bytes([fill]) * size)
+
+
+_SIZES = st.sampled_from(
+    [0, 1, 200, IN_PLACE_MIN - 20, IN_PLACE_MIN - 1, IN_PLACE_MIN, IN_PLACE_MIN + 1, 200_000]
+)
+_BYTES = st.builds(_filled, st.sampled_from([bytes, bytearray]), _SIZES, st.integers(0, 255))
+_LEAVES = st.one_of(
+    _BYTES,
+    st.builds(pickle.PickleBuffer, _BYTES),  # read-only or writable: bytes or a bytearray
+    st.builds(
+        lambda size, char: char * (size // len(char.encode())), _SIZES, st.sampled_from("aé€")
+    ),
+    st.integers(),
+    st.text(max_size=5),
+)
+_VALUES = st.recursive(
+    _LEAVES, lambda kids: st.lists(kids, max_size=4) | st.tuples(kids, kids), max_leaves=6
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_VALUES)
+def test_property_the_digest_is_that_of_the_pickle_with_large_payloads_digested(value):
+    stream = pickle.dumps(value, protocol=5)
+    assert pickle_digest(value) == _reference_digest(stream)
+    if not _large_payloads(stream):
+        assert pickle_digest(value) == hashlib.sha256(stream).digest()
+
+
+class _KeyedInside:
+    """Pickled as the key of its value, made while the key of its container is made."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return (bytes, (default_cache_key(self.value),))
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise ValueError("not this one")
+
+
+def test_a_key_made_while_another_is_made_is_its_own():
+    big, other = np.arange(LARGE // 8, dtype=np.float64), np.ones(LARGE // 8)
+    inner = default_cache_key(other)
+    container = [big, _KeyedInside(other), big.tobytes(), _KeyedInside((1, "a"))]
+    assert pickle_digest(container) == _reference_digest(pickle.dumps(container, protocol=5))
+    assert pickle.dumps(container, protocol=5).count(inner) == 1
+    assert default_cache_key(other) == inner  # this thread's pickler still keys right
+    assert default_cache_key(1, "a") == hashlib.sha256(pickle.dumps(((1, "a"), ()), 5)).digest()
+
+
+def test_a_key_that_failed_midway_leaves_the_next_key_right():
+    big = np.arange(LARGE // 8, dtype=np.float64)
+    with pytest.raises(TypeError, match="not this one"):
+        default_cache_key([big, list(range(50_000)), _Unpicklable()])
+    assert pickle_digest(big) == _reference_digest(pickle.dumps(big, protocol=5))
+    assert pickle_digest((1, 2)) == hashlib.sha256(pickle.dumps((1, 2), protocol=5)).digest()
 
 
 # -- no copy of the payload ------------------------------------------------------------------
@@ -238,13 +445,17 @@ def test_a_large_object_array_is_keyed_by_its_elements():
     assert _keyword_and_nested(first) != _keyword_and_nested(second)
 
 
-def test_changing_one_byte_of_a_large_argument_changes_its_key():
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_changing_one_byte_of_a_large_argument_changes_its_key(where):
+    at = LARGE // 2 + 3 if where == "middle" else LARGE - 1
     values = np.zeros(LARGE // 8)
     raw = bytearray(LARGE)
-    before = _all_ways(values) + _all_ways(raw)
-    values[-1], raw[-1] = 1.0, 1
-    after = _all_ways(values) + _all_ways(raw)
+    before = _all_ways(values) + _all_ways(raw) + _all_ways(bytes(raw))
+    values.view(np.uint8)[at] = 1
+    raw[at] = 1
+    after = _all_ways(values) + _all_ways(raw) + _all_ways(bytes(raw))
     assert all(b != a for b, a in zip(before, after, strict=True))
+    assert len(set(after)) == len(after)  # an array, a bytearray and bytes: apart
 
 
 KEY_SCRIPT = """
