@@ -113,6 +113,13 @@ def _cached_over_plain(rnd: RoundMetrics, peer: str) -> float | None:
     return rnd["paralleltask+cache"]["seconds"] / rnd["paralleltask"]["seconds"]
 
 
+def _shared_over_joblib(rnd: RoundMetrics, peer: str) -> float | None:
+    """On paralleltask's row: the time with ``shared()`` / joblib's, this round."""
+    if peer != "paralleltask" or "paralleltask+shared" not in rnd or "joblib" not in rnd:
+        return None
+    return rnd["paralleltask+shared"]["seconds"] / rnd["joblib"]["seconds"]
+
+
 def _memory(metric: str, label: str, kind: str, headline: str = "", bar=None) -> Column:
     return absolute(metric, label, kind, headline, bar)
 
@@ -154,6 +161,15 @@ class LargeData(Workload):
             _memory("worker_peak_mb", "largest worker peak", "MB"),
         ]
         if key == "W4b":
+            columns.append(
+                Column(
+                    "with shared() ÷ joblib",
+                    "ratio",
+                    _shared_over_joblib,
+                    "W4b shared() ÷ joblib",
+                    Bar("≤", bar),
+                )
+            )
             columns.append(
                 _memory(
                     "parent_peak_ratio",

@@ -500,6 +500,40 @@ class CachedPeer(Peer):
         return self.run_all(func, [call])[0]
 
 
+class SharedPeer(Peer):
+    """paralleltask with each distinct array argument placed once per run with
+    ``paralleltask.shared`` (inside the timed run: the placement, one copy, counts), then
+    the plain job: every call handed that array sends a reference. W4b only (one array,
+    many calls: what ``shared`` is for)."""
+
+    name = "paralleltask+shared"
+    only = frozenset({"W4b"})
+
+    def __init__(self):
+        import paralleltask
+
+        self._shared = paralleltask.shared
+        self._inner: Any = paralleltask_peer()
+
+    def start(self):
+        self._inner.start()
+
+    def run_all(self, func, calls):
+        placed: dict[int, Any] = {}  # id -> shared copy: the same array placed once
+
+        def place(value):
+            if type(value).__name__ != "ndarray":
+                return value
+            if id(value) not in placed:
+                placed[id(value)] = self._shared(value)
+            return placed[id(value)]
+
+        return self._inner.run_all(func, [tuple(place(v) for v in call) for call in calls])
+
+    def run_one(self, func, call):
+        return self.run_all(func, [call])[0]
+
+
 PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (
     ("serial", SerialPeer),
     # The stdlib pool forks: create it first, while this process has the fewest threads.
@@ -509,5 +543,6 @@ PEER_FACTORIES: tuple[tuple[str, Callable[[], Peer]], ...] = (
     ("LangGraph", langgraph_peer),
     ("paralleltask", paralleltask_peer),
     ("paralleltask+cache", CachedPeer),
+    ("paralleltask+shared", SharedPeer),
     ("Ray", RayPeer),
 )

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--rounds N] [--out benchmarks/RESULTS.md]
                              [--peers serial,ppe,loky,joblib,langgraph,paralleltask,
-                                      paralleltask+cache,ray]
+                                      paralleltask+cache,paralleltask+shared,ray]
                              [--only W2s,W5i]
 
 Peers (each pool created once, warmed, and kept for the whole session):
@@ -16,6 +16,8 @@ Peers (each pool created once, warmed, and kept for the whole session):
                 process-wide warm process pool (skipped, with the reason, if it won't import);
 - paralleltask+cache  the same, every task with a ``CachePolicy()`` and the entrypoint with
                 an LMDB ``cache=``, run on a cold cache (W4, W4b only);
+- paralleltask+shared  the same program, each array argument placed once per run with
+                ``paralleltask.shared`` inside the timed run (W4b only);
 - Ray           ``ray.init(num_cpus=<cores>)`` once, ``f.remote(array)`` then ``ray.get``
                 (W4, W4b, W4r only; skipped, with the reason, if ``ray`` won't import).
 

@@ -8,9 +8,11 @@ together) and LMDB's 511-byte key limit never bites. Cloudpickle bytes are never
 (they are not deterministic).
 
 The default ``key_func`` already returns a sha256 digest (of the frozen arguments'
-pickle, hashed in place: ``paralleltask._keyhash``): its first 16 bytes are the argument
-key as they are, the same bytes as when that pickle was built and hashed here, so a
-store's entries keyed before keep their keys. Any other ``key_func``'s output is hashed.
+pickle, hashed in place, large payloads through xxh3-128: ``paralleltask._keyhash``): its
+first 16 bytes are the argument key as they are, the same bytes as when that pickle was
+built and hashed here, so a store's entries keyed before keep their keys (those of
+arguments with payloads of 64 KiB or more changed once, when xxh3 came in). Any other
+``key_func``'s output is hashed.
 """
 
 from __future__ import annotations

@@ -194,10 +194,12 @@ def _freeze(obj: Any, depth: int = 10) -> Any:
 
 
 def default_cache_key(*args: Any, **kwargs: Any) -> bytes:
-    """The default cache key: the sha256 digest (32 bytes) of the frozen arguments
-    pickled with protocol 5 (LangGraph's key is that pickle itself). The pickle is
-    streamed into the hash, so a large array or bytes argument is hashed in place, never
-    copied; a value that will not pickle raises ``TypeError`` naming its argument."""
+    """The default cache key: a sha256 digest (32 bytes) of the frozen arguments pickled
+    with protocol 5 (LangGraph's key is that pickle itself). The pickle is streamed into
+    the hash, and each payload of 64 KiB or more (a large array's data, large bytes) is
+    hashed in place with xxh3-128, its digest standing for it, so a large argument is
+    never copied and costs a tenth of a sha256 pass; a value that will not pickle raises
+    ``TypeError`` naming its argument."""
     try:
         return pickle_digest((_freeze(args), _freeze(kwargs)))
     except Exception as exc:
