@@ -83,7 +83,8 @@ class _HashWriter:
 
 
 class _KeyPickler(Pickler):
-    """copyreg's reducers, looked up live, and a memoryview's (pickle refuses those)."""
+    """copyreg's reducers, looked up live, a memoryview's (pickle refuses those) and,
+    once numpy is imported, a plain ndarray's (its writeable flag left out)."""
 
     dispatch_table = collections.ChainMap({}, copyreg.dispatch_table)
 
@@ -107,17 +108,43 @@ def pickle_digest(obj: Any) -> bytes:
         writer.digest = digest
         _KeyPickler(writer, protocol=5, fix_imports=False).dump(obj)
         return digest.digest()
+    if _numpy_unregistered and "numpy" in sys.modules:
+        _register_ndarray()
     writer.digest = digest
     kept[2] = True
     try:
-        pickler.clear_memo()
         pickler.dump(obj)
     except BaseException:
         _local.kept = None  # its frames may be half written: the next key makes a new one
         raise
     finally:
         kept[2] = False
+        pickler.clear_memo()  # after, not before: the memo holds the key's arguments
     return digest.digest()
+
+
+_numpy_unregistered = True
+
+
+def _register_ndarray() -> None:
+    """Key a plain ndarray by its type, dtype, shape and data (numpy's own reduce writes a
+    read-only array's data as bytes and a writable one's as a bytearray: two keys)."""
+    global _numpy_unregistered
+    _KeyPickler.dispatch_table.maps[0][sys.modules["numpy"].ndarray] = _reduce_ndarray
+    _numpy_unregistered = False
+
+
+def _reduce_ndarray(obj: Any) -> tuple:
+    dtype = obj.dtype
+    if dtype.hasobject:  # its data would be the objects' addresses: its elements instead
+        return _ndarray, (dtype.str, obj.shape, obj.tolist())
+    return _ndarray, (dtype.descr if dtype.fields else dtype.str, obj.shape, array_data(obj))
+
+
+def _ndarray(dtype: Any, shape: tuple, data: Any) -> Any:
+    """What a keyed ndarray would load as (keys are never loaded)."""
+    numpy = sys.modules["numpy"]
+    return numpy.frombuffer(bytes(data), dtype=numpy.dtype(dtype)).reshape(shape)
 
 
 def array_data(obj: Any) -> Any:

@@ -43,12 +43,14 @@ class SharedSegment:
         """(See :meth:`sending`.)"""
 
     def close(self) -> None:
+        """(A message's segment is closed once sent; this one belongs to its array, and
+        is closed when collected: a result that holds a shared array made in a worker
+        goes out again the next time it is returned.)"""
+
+    def __del__(self) -> None:
         fd, self.fd = self.fd, -1
         if fd >= 0:
             os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def shared(array: ArrayT) -> ArrayT:
@@ -68,13 +70,20 @@ def shared(array: ArrayT) -> ArrayT:
             f"shared() takes a numpy array, not {type(array).__name__} (bytes: "
             "numpy.frombuffer(data, dtype=numpy.uint8))"
         )
+    if type(array) is not numpy.ndarray and not isinstance(array, numpy.memmap):
+        raise TypeError(
+            f"shared() takes a plain numpy array, not a {type(array).__name__}: the copy "
+            "would lose what the subclass adds (a masked array's mask); place its parts "
+            "(say .data and .mask) one by one"
+        )
     if array.dtype.hasobject:
         raise TypeError(
             f"shared() cannot place an array of dtype {array.dtype}: it holds references "
             "to Python objects, which do not live in shared memory"
         )
-    if _buffers.placed_span(array) is not None and not array.flags.writeable:
-        return array
+    contiguous = array.flags.c_contiguous or array.flags.f_contiguous
+    if contiguous and type(array) is numpy.ndarray and _buffers.placed_span(array) is not None:
+        return array  # (a view of a shared array: read-only, and sent by reference)
     order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
     if not _buffers.SUPPORTED or array.nbytes == 0:
         copy = array.copy(order=order)

@@ -11,7 +11,9 @@ came in, and keys as the pickle it had before, its large payloads digested.
 from __future__ import annotations
 
 import array
+import copyreg
 import hashlib
+import io
 import os
 import pickle
 import pickletools
@@ -31,6 +33,7 @@ from paralleltask import (
     CachePolicy,
     InlineExecutor,
     MemoryStore,
+    _keyhash,
     default_cache_key,
     entrypoint,
     task,
@@ -72,8 +75,32 @@ def _freeze_before(obj: Any, depth: int = 10) -> Any:
     return obj
 
 
+def _reduce_plain_ndarray(obj):
+    """A plain ndarray as the key has it (not as numpy pickles it: that writes a
+    read-only array's data as bytes, a writable one's as a bytearray)."""
+    dtype = obj.dtype
+    if dtype.hasobject:
+        return _keyhash._ndarray, (dtype.str, obj.shape, obj.tolist())
+    return _keyhash._ndarray, (dtype.descr if dtype.fields else dtype.str, obj.shape, obj.tobytes())
+
+
+class _ReferencePickler(pickle.Pickler):
+    dispatch_table = {**copyreg.dispatch_table, np.ndarray: _reduce_plain_ndarray}
+
+
+def _dumps(obj: Any) -> bytes:
+    """``pickle.dumps(obj, protocol=5)`` as the key pickles it (see _stream_before)."""
+    out = io.BytesIO()
+    _ReferencePickler(out, protocol=5).dump(obj)
+    return out.getvalue()
+
+
 def _stream_before(args: tuple, kwargs: dict) -> bytes:
-    return pickle.dumps((_freeze_before(args), _freeze_before(kwargs)), protocol=5)
+    """The pickle the key is the hash of (positional plain ndarrays keyed by type,
+    dtype, shape and data since shared(): their store keys moved once then)."""
+    out = io.BytesIO()
+    _ReferencePickler(out, protocol=5).dump((_freeze_before(args), _freeze_before(kwargs)))
+    return out.getvalue()
 
 
 def _entry_key_before(args: tuple, kwargs: dict) -> bytes:
@@ -262,7 +289,7 @@ def _with_large_payloads() -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(_with_large_payloads()))
 def test_the_digest_is_that_of_the_pickle_with_its_large_payloads_as_their_xxh3(name):
     obj = _with_large_payloads()[name]
-    stream = pickle.dumps(obj, protocol=5)
+    stream = _dumps(obj)
     assert _large_payloads(stream)
     assert pickle_digest(obj) == _reference_digest(stream)
     assert pickle_digest(obj) != hashlib.sha256(stream).digest()
@@ -330,8 +357,8 @@ def test_a_key_made_while_another_is_made_is_its_own():
     big, other = np.arange(LARGE // 8, dtype=np.float64), np.ones(LARGE // 8)
     inner = default_cache_key(other)
     container = [big, _KeyedInside(other), big.tobytes(), _KeyedInside((1, "a"))]
-    assert pickle_digest(container) == _reference_digest(pickle.dumps(container, protocol=5))
-    assert pickle.dumps(container, protocol=5).count(inner) == 1
+    assert pickle_digest(container) == _reference_digest(_dumps(container))
+    assert _dumps(container).count(inner) == 1
     assert default_cache_key(other) == inner  # this thread's pickler still keys right
     assert default_cache_key(1, "a") == hashlib.sha256(pickle.dumps(((1, "a"), ()), 5)).digest()
 
@@ -340,7 +367,7 @@ def test_a_key_that_failed_midway_leaves_the_next_key_right():
     big = np.arange(LARGE // 8, dtype=np.float64)
     with pytest.raises(TypeError, match="not this one"):
         default_cache_key([big, list(range(50_000)), _Unpicklable()])
-    assert pickle_digest(big) == _reference_digest(pickle.dumps(big, protocol=5))
+    assert pickle_digest(big) == _reference_digest(_dumps(big))
     assert pickle_digest((1, 2)) == hashlib.sha256(pickle.dumps((1, 2), protocol=5)).digest()
 
 
