@@ -43,6 +43,9 @@ _EXPIRY = struct.Struct("<d")  # seconds since the epoch; 0.0: never expires
 _LAST_SEQ = SEQ.pack(2**64 - 1)
 
 
+_UNREAD = object()  # (cache_get: no read made yet)
+
+
 def _get(env: lmdb.Environment, db: Any, key: bytes) -> bytes | None:
     with env.begin(db=db) as txn:
         return txn.get(key)
@@ -131,16 +134,16 @@ class LMDBStore(Store):
 
     @staticmethod
     def _retrying(handle: Handle, operation) -> Any:
-        # The caller holds handle.lock, so no transaction of ours is open: resizing the
-        # map is safe (LMDB requires it).
+        # The caller holds handle.lock (no write of ours is open) and no read: a resize
+        # waits for the reads open in other threads (handle.readers), as LMDB requires.
         while True:
             try:
                 try:
                     return operation()
-                except lmdb.MapResizedError:
-                    handle.env.set_mapsize(0)  # adopt the size another process grew it to
+                except lmdb.MapResizedError:  # adopt the size another process grew it to
+                    handle.readers.resize(handle.env, 0)
                 except lmdb.MapFullError:
-                    handle.env.set_mapsize(handle.env.info()["map_size"] * 2)
+                    handle.readers.resize(handle.env, handle.env.info()["map_size"] * 2)
             except lmdb.Error as exc:  # damaged pages, a read-only store, a failed
                 raise lmdb_failure(handle, exc) from exc  # resize...: one type, the path
 
@@ -153,17 +156,22 @@ class LMDBStore(Store):
             if value is not MISS:
                 return value
         handle = self._handle()
-        with handle.lock:
-            db = handle.dbs.get(b"cache") or self._read_db(handle, b"cache")
-            if db is None:  # a read-only store with no cache in it
-                return MISS
-            try:  # the hot path of a hit: one read transaction, no closures
-                with handle.env.begin(db=db) as txn:
+        db = handle.dbs.get(b"cache")
+        data = _UNREAD
+        if db is not None:
+            try:  # the hot path of a hit: one read transaction beside any write
+                with handle.readers, handle.env.begin(db=db) as txn:
                     data = txn.get(key)
             except lmdb.MapResizedError:
-                data = self._retrying(handle, lambda: _get(handle.env, db, key))
+                pass  # read again below, once the map is adopted
             except lmdb.Error as exc:
                 raise lmdb_failure(handle, exc) from exc
+        if data is _UNREAD:
+            with handle.lock:
+                db = self._read_db(handle, b"cache")
+                if db is None:  # a read-only store with no cache in it
+                    return MISS
+                data = self._retrying(handle, lambda: _get(handle.env, db, key))
         if data is None:
             return MISS
         try:
@@ -412,16 +420,26 @@ class LMDBStore(Store):
         forget_seqs(self.path, prefix)  # the thread's numbering starts again
 
     def _read(self, name: bytes, action, empty: Any = None) -> Any:
-        """``action(txn, db)`` in one read transaction; ``empty`` when a read-only
-        store has no such database."""
+        """``action(txn, db)`` in one read transaction, beside any write of ours (it
+        never waits for a commit); ``empty`` when a read-only store has no such
+        database."""
         handle = self._handle()
+        db = handle.dbs.get(name)
+        if db is not None:
+            try:
+                with handle.readers, handle.env.begin(db=db) as txn:
+                    return action(txn, db)
+            except lmdb.MapResizedError:
+                pass  # read again below, once the map is adopted
+            except lmdb.Error as exc:
+                raise lmdb_failure(handle, exc) from exc
         with handle.lock:
             db = self._read_db(handle, name)
             if db is None:
                 return empty
 
             def read() -> Any:
-                with handle.env.begin(db=db) as txn:
+                with handle.readers, handle.env.begin(db=db) as txn:
                     return action(txn, db)
 
             return self._retrying(handle, read)
