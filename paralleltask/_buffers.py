@@ -20,6 +20,7 @@ import os
 import pickle
 import resource
 import socket
+import struct
 import sys
 import threading
 import time
@@ -382,6 +383,30 @@ def unmap(mapped: Mapped) -> bool:
         except BufferError:  # "cannot close exported pointers exist"
             unmapped = False
     return unmapped
+
+
+#: The progress word: the id of the sync call a worker last started (little-endian u64).
+PROGRESS = struct.Struct("<Q")
+
+
+def progress_word() -> tuple[int, mmap.mmap]:
+    """A worker's progress word: an 8-byte anonymous shared file, mapped, and its fd
+    (sent to the parent with READY; the parent maps it read-only)."""
+    fd = os.memfd_create("paralleltask-progress", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, PROGRESS.size)
+        return fd, mmap.mmap(fd, PROGRESS.size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_progress(fd: int) -> mmap.mmap:
+    """The parent's read-only view of a worker's progress word (the fd is closed)."""
+    try:
+        return mmap.mmap(fd, PROGRESS.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
 
 
 def send_fds(sock: socket.socket, fds: list[int]) -> None:

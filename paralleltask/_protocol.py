@@ -31,7 +31,11 @@ Parent → worker::
 
 Worker → parent::
 
-    Ready(READY, pid)                       booted, initializer done
+    Ready(READY, pid, progress)             booted, initializer done; progress: whether
+                                            the descriptor of its progress word follows
+                                            (8 bytes of shared memory where the worker
+                                            writes the id of each sync call it starts:
+                                            the parent reads it when the worker dies)
     BootFailed(BOOT_FAILED, traceback_text) the initializer raised (or would not
                                             unpickle); the worker exits
     Done(DONE, call_id, status, blob, seconds, rss, released)
@@ -43,6 +47,10 @@ Worker → parent::
                                             argument segments before sending it: no
                                             object there still reads them, so the parent
                                             may write the next call's buffers into them
+    Dones(DONES, items)                     several Dones in one message: a worker running
+                                            short calls back to back holds their Dones
+                                            while more are queued (at most DONES_HELD,
+                                            DONES_AGE seconds), so one read delivers many
     Event(EVENT, call_id, mode, blob)       a stream chunk written while the call runs
                                             (custom chunks, nested calls' updates)
     Ask(ASK, call_id, request_id, question, payload)
@@ -78,6 +86,7 @@ ASK = 14
 KEEP = 15
 HEARTBEAT = 16
 STARTED = 17
+DONES = 18
 
 # DONE statuses
 OK = 0  #: blob is the pickled result
@@ -145,6 +154,7 @@ class Answer(NamedTuple):
 class Ready(NamedTuple):
     kind: int  # READY
     pid: int
+    progress: bool
 
 
 class BootFailed(NamedTuple):
@@ -167,6 +177,16 @@ def wire_done(
 ) -> tuple:
     """A Done as the pipe carries it (a plain tuple), for :func:`dumps`."""
     return (DONE, call_id, status, blob, seconds, rss, released)
+
+
+class Dones(NamedTuple):
+    kind: int  # DONES
+    items: list[Done]
+
+
+def dumps_dones(items: list[tuple]) -> bytes:
+    """Several wire Dones (:func:`wire_done`'s tuples) as one message's bytes."""
+    return pickle.dumps((DONES, items), PROTOCOL)
 
 
 class Event(NamedTuple):
@@ -240,4 +260,6 @@ def loads(data: bytes) -> Any:
     if kind == CALL:
         items = [_named(CallOrder, item) for item in message[1]]
         return _named(CallBatch, (CALL, items, message[2]))
+    if kind == DONES:
+        return _named(Dones, (DONES, [_named(Done, item) for item in message[1]]))
     return _named(_TYPES[kind], message)

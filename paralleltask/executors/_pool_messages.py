@@ -14,6 +14,7 @@ from .._protocol import (
     ASK,
     BOOT_FAILED,
     DONE,
+    DONES,
     EVENT,
     HEARTBEAT,
     KEEP,
@@ -45,7 +46,7 @@ class MessagesMixin:
         outcomes = []
         conn = worker.conn
         try:
-            while not worker.eof and conn.poll():
+            while not worker.eof and worker.readable():
                 message = loads(conn.recv_bytes())
                 kind = message.kind
                 if kind == DONE:
@@ -57,6 +58,8 @@ class MessagesMixin:
                             raise
                         message = _mapped_result(message, fds)
                     outcomes.append(message)
+                elif kind == DONES:  # several in one message (a worker's short calls)
+                    outcomes.extend(message.items)
                 elif kind == EVENT:
                     self._on_event(message)
                     if self._timers:
@@ -70,6 +73,9 @@ class MessagesMixin:
                 elif kind == KEEP:
                     self._on_keep(message)
                 else:
+                    if kind == READY and message.progress:  # its progress word follows
+                        (fd,) = _buffers.recv_fds(worker.sock, 1)
+                        worker.progress = _buffers.read_progress(fd)
                     self._on_status(worker, message)
         except (EOFError, OSError):
             with self._lock:  # the worker is exiting; its sentinel will say so

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from .. import _buffers
 from ._outcome import crash_error, describe_exit
 from ._worker_handle import WorkerHandle, send_all
 from .base import Call
@@ -46,9 +47,9 @@ class RecoveryMixin:
                 # before READY: it had started nothing (it reads calls only after READY).
                 innocent_async = running_async
             else:
-                # The head sync call and every async call were running: one of them (or
+                # The sync call it was running and every async call: one of them (or
                 # none) crashed it. One suspect is the culprit; several run again alone.
-                suspects = [held.pop(0)] if held else []
+                suspects = _running_sync_call(worker, held)
                 suspects.extend(running_async)
                 if len(suspects) <= 1 or worker.exclusive:
                     pid = worker.process.pid
@@ -106,3 +107,19 @@ class RecoveryMixin:
             if self._respawn_at is None or due < self._respawn_at:
                 self._respawn_at = due  # the dispatcher (this thread) waits for it
         return []
+
+
+def _running_sync_call(worker: WorkerHandle, held: list[Call]) -> list[Call]:
+    """Take the sync call a dead worker was running out of ``held`` (its sync calls in
+    order; those left are queued again). Its progress word names it: the calls before it
+    had finished, their Dones held back with it (_Worker._send_done), and run again;
+    without the word, or when it names none of them, the head is the one (Dones are
+    never held then, so the calls before it had all reported)."""
+    if not held:
+        return []
+    if worker.progress is not None:
+        started = _buffers.PROGRESS.unpack_from(worker.progress)[0]
+        for index, call in enumerate(held):
+            if call.call_id == started:
+                return [held.pop(index)]
+    return [held.pop(0)]

@@ -130,7 +130,8 @@ def open_fds() -> int:
 
 def memfd_mappings() -> int:
     with open("/proc/self/maps") as maps:
-        return sum("memfd:paralleltask" in line for line in maps)
+        # (a message's segments: not the shared()'s, nor the workers' progress words)
+        return sum("memfd:paralleltask (deleted)" in line for line in maps)
 
 
 # -- what travels, and how it arrives ---------------------------------------------------

@@ -25,7 +25,7 @@ from paralleltask._protocol import (
 from paralleltask._worker import _Worker
 from paralleltask.executors._pool_timers import CallTimer
 
-MESSAGE_TYPES = [CallBatch, *_protocol._TYPES.values()]
+MESSAGE_TYPES = [CallBatch, _protocol.Dones, *_protocol._TYPES.values()]
 KIND_NAMES = [
     "CALL",
     "CANCEL",
@@ -39,6 +39,7 @@ KIND_NAMES = [
     "KEEP",
     "HEARTBEAT",
     "STARTED",
+    "DONES",
 ]
 
 
@@ -59,7 +60,7 @@ def test_every_message_type_starts_with_its_kind_and_each_kind_has_one_type():
     for message_type in MESSAGE_TYPES:
         assert message_type._fields[0] == "kind"
     kinds = {getattr(_protocol, name): name for name in KIND_NAMES}
-    assert len(kinds) == 12 and set(kinds) == {CALL, *_protocol._TYPES}
+    assert len(kinds) == 13 and set(kinds) == {CALL, _protocol.DONES, *_protocol._TYPES}
     for kind, message_type in _protocol._TYPES.items():  # BootFailed is BOOT_FAILED's
         assert message_type.__name__.upper() == kinds[kind].replace("_", "")
 
@@ -70,7 +71,7 @@ def test_the_docstring_names_every_message_and_its_fields_as_the_code_has_them()
         name = message_type.__name__
         fields = documented[name].split(", ")
         kind = fields.pop(0)
-        assert getattr(_protocol, kind) in (CALL, *_protocol._TYPES)
+        assert getattr(_protocol, kind) in (CALL, _protocol.DONES, *_protocol._TYPES)
         assert fields == list(message_type._fields[1:]), name
     assert len(documented) == len(MESSAGE_TYPES)
     order = re.search(r"CallOrder\(([\w, \n]+)\)", _protocol.__doc__).group(1)
@@ -100,3 +101,13 @@ def test_a_call_timer_is_a_small_record():
     timer = CallTimer("call", "worker")
     assert (timer.started, timer.last_progress) == (None, None)
     assert not hasattr(timer, "__dict__")
+
+
+def test_several_dones_travel_as_one_plain_message_and_come_back_named():
+    items = [wire_done(i, OK, b"v", 0.1, None, False) for i in (1, 2)]
+    data = _protocol.dumps_dones(items)
+    assert type(pickle.loads(data)) is tuple and b"Done" not in data
+    message = loads(data)
+    assert type(message) is _protocol.Dones and message.kind == _protocol.DONES
+    assert [type(d) for d in message.items] == [Done, Done]
+    assert [d.call_id for d in message.items] == [1, 2]
