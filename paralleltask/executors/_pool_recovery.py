@@ -112,7 +112,7 @@ class RecoveryMixin:
 def _running_sync_call(worker: WorkerHandle, held: list[Call]) -> list[Call]:
     """Take the sync call a dead worker was running out of ``held`` (its sync calls in
     order; those left are queued again). Its progress word names it: the calls before it
-    had finished, their Dones held back with it (_Worker._send_done), and run again;
+    had finished, their Dones held back with it (_worker_outbox.Outbox._send_done), and run again;
     without the word, or when it names none of them, the head is the one (Dones are
     never held then, so the calls before it had all reported)."""
     if not held:
